@@ -19,6 +19,10 @@ const (
 	HealthService          = "grpc.health.v1.Health"
 	ReflectionService      = "grpc.reflection.v1.ServerReflection"
 	ReflectionAlphaService = "grpc.reflection.v1alpha.ServerReflection"
+	// ReferenceTokenCreate is the reference deployment's token exchange,
+	// which an issuer may serve under that name too: like ours, its caller
+	// has no token yet.
+	ReferenceTokenCreate = "/yandex.cloud.iam.v1.IamTokenService/Create"
 )
 
 // Resolver answers the mode of a full method name ("/pkg.Service/Method").
@@ -66,12 +70,14 @@ func WithFiles(files *protoregistry.Files) Option {
 }
 
 // DefaultOverrides returns the overrides every Resolver starts with: the gRPC
-// health and reflection services need no credentials.
+// health and reflection services and the reference deployment's token
+// exchange need no credentials.
 func DefaultOverrides() map[string]Mode {
 	return map[string]Mode{
 		HealthService:          None,
 		ReflectionService:      None,
 		ReflectionAlphaService: None,
+		ReferenceTokenCreate:   None,
 	}
 }
 

@@ -89,6 +89,8 @@ func TestModeOfOtherNames(t *testing.T) {
 		{"health list", "/grpc.health.v1.Health/List", authmode.None},
 		{"reflection v1", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", authmode.None},
 		{"reflection v1alpha", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", authmode.None},
+		{"reference token exchange", "/yandex.cloud.iam.v1.IamTokenService/Create", authmode.None},
+		{"reference token service, other method", "/yandex.cloud.iam.v1.IamTokenService/CreateForServiceAccount", authmode.IAMToken},
 		{"unknown service", "/acme.v1.Unknown/Do", authmode.IAMToken},
 		{"unknown method of a none service", "/iamtoken.iam.v1.IamTokenService/Nope", authmode.IAMToken},
 		{"unknown method of an access-key service", "/iamtoken.demo.v1.StorageService/Nope", authmode.IAMToken},

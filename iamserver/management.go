@@ -1,0 +1,357 @@
+package iamserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/iamtoken/iamtoken-go/interceptors"
+	iamv1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/iam/v1"
+)
+
+// ServiceAccountService returns the gRPC implementation of
+// ServiceAccountService.
+func (s *Server) ServiceAccountService() iamv1.ServiceAccountServiceServer {
+	return &serviceAccountService{s: s}
+}
+
+// KeyService returns the gRPC implementation of KeyService.
+func (s *Server) KeyService() iamv1.KeyServiceServer { return &keyService{s: s} }
+
+// AccessKeyService returns the gRPC implementation of AccessKeyService.
+func (s *Server) AccessKeyService() iamv1.AccessKeyServiceServer { return &accessKeyService{s: s} }
+
+type serviceAccountService struct {
+	iamv1.UnimplementedServiceAccountServiceServer
+	s *Server
+}
+
+func serviceAccountProto(sa *ServiceAccount) *iamv1.ServiceAccount {
+	return &iamv1.ServiceAccount{
+		Id: sa.ID, Name: sa.Name, Description: sa.Description,
+		CreatedAt: timestamppb.New(sa.CreatedAt), CreatedBy: sa.CreatedBy,
+	}
+}
+
+func (m *serviceAccountService) Create(ctx context.Context, req *iamv1.ServiceAccountServiceCreateRequest) (*iamv1.ServiceAccountServiceCreateResponse, error) {
+	p, ok := interceptors.PrincipalFromContext(ctx)
+	if !ok || p.SubjectID == "" {
+		return nil, errUnauthenticated
+	}
+	if err := checkName("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	if err := checkDescription("description", req.GetDescription()); err != nil {
+		return nil, err
+	}
+	id, err := newID(prefixServiceAccount)
+	if err != nil {
+		return nil, m.s.internal(err)
+	}
+	sa := &ServiceAccount{
+		ID: id, Name: req.GetName(), Description: req.GetDescription(),
+		CreatedBy: p.SubjectID, CreatedAt: m.s.now(),
+	}
+	if err := m.s.store.CreateServiceAccount(ctx, sa); err != nil {
+		return nil, m.s.storeStatus(err, "service account")
+	}
+	return &iamv1.ServiceAccountServiceCreateResponse{ServiceAccount: serviceAccountProto(sa)}, nil
+}
+
+func (m *serviceAccountService) Get(ctx context.Context, req *iamv1.ServiceAccountServiceGetRequest) (*iamv1.ServiceAccountServiceGetResponse, error) {
+	sa, err := m.s.authorizeAccount(ctx, "service_account_id", req.GetServiceAccountId(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &iamv1.ServiceAccountServiceGetResponse{ServiceAccount: serviceAccountProto(sa)}, nil
+}
+
+func (m *serviceAccountService) List(ctx context.Context, req *iamv1.ServiceAccountServiceListRequest) (*iamv1.ServiceAccountServiceListResponse, error) {
+	p, ok := interceptors.PrincipalFromContext(ctx)
+	if !ok || p.SubjectID == "" {
+		return nil, errUnauthenticated
+	}
+	pg, err := checkPage(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	list, err := m.s.store.ListServiceAccounts(ctx, p.SubjectID, pg)
+	if err != nil {
+		return nil, m.s.storeStatus(err, "service account")
+	}
+	resp := &iamv1.ServiceAccountServiceListResponse{}
+	for _, sa := range list {
+		resp.ServiceAccounts = append(resp.ServiceAccounts, serviceAccountProto(sa))
+	}
+	if len(list) > 0 {
+		resp.NextPageToken = nextPageToken(len(list), pg, list[len(list)-1].ID)
+	}
+	return resp, nil
+}
+
+func (m *serviceAccountService) Delete(ctx context.Context, req *iamv1.ServiceAccountServiceDeleteRequest) (*iamv1.ServiceAccountServiceDeleteResponse, error) {
+	// Only the creator: an account cannot delete itself and so lock its
+	// owner out of cleaning up after it.
+	sa, err := m.s.authorizeAccount(ctx, "service_account_id", req.GetServiceAccountId(), false)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.s.store.DeleteServiceAccount(ctx, sa.ID); err != nil {
+		return nil, m.s.storeStatus(err, "service account")
+	}
+	return &iamv1.ServiceAccountServiceDeleteResponse{}, nil
+}
+
+type keyService struct {
+	iamv1.UnimplementedKeyServiceServer
+	s *Server
+}
+
+func keyProto(k *AuthorizedKey) *iamv1.Key {
+	alg := iamv1.KeyAlgorithm_KEY_ALGORITHM_RSA_2048
+	if k.Algorithm == "RSA_4096" {
+		alg = iamv1.KeyAlgorithm_KEY_ALGORITHM_RSA_4096
+	}
+	return &iamv1.Key{
+		Id: k.ID, ServiceAccountId: k.ServiceAccountID, CreatedAt: timestamppb.New(k.CreatedAt),
+		Description: k.Description, KeyAlgorithm: alg, PublicKey: k.PublicKeyPEM,
+	}
+}
+
+// AuthorizedKeyFile is the JSON file of an authorized key, as the reference
+// deployment's console and CLI save it and the client's key-file source
+// reads it.
+type AuthorizedKeyFile struct {
+	ID               string `json:"id"`
+	ServiceAccountID string `json:"service_account_id"`
+	CreatedAt        string `json:"created_at"`
+	Description      string `json:"description,omitempty"`
+	KeyAlgorithm     string `json:"key_algorithm"`
+	PublicKey        string `json:"public_key"`
+	// PrivateKey is PKCS #8 PEM. It never appears in String.
+	PrivateKey string `json:"private_key"`
+}
+
+// String describes the key file without its private key.
+func (f *AuthorizedKeyFile) String() string {
+	if f == nil {
+		return "iamserver.AuthorizedKeyFile(nil)"
+	}
+	return "iamserver.AuthorizedKeyFile{ID: " + f.ID + ", ServiceAccountID: " + f.ServiceAccountID + ", PrivateKey: [redacted]}"
+}
+
+// GoString is String, so that %#v redacts the private key too.
+func (f *AuthorizedKeyFile) GoString() string { return f.String() }
+
+// CreateAuthorizedKey generates an RSA key pair for a service account,
+// stores its public half and answers the key file with the private half.
+// The KeyService calls it once the caller is authorized; the Go API trusts
+// its caller. bits is 2048 or 4096.
+func (s *Server) CreateAuthorizedKey(ctx context.Context, serviceAccountID, description string, bits int) (*AuthorizedKey, *AuthorizedKeyFile, error) {
+	alg := map[int]string{2048: "RSA_2048", 4096: "RSA_4096"}[bits]
+	if alg == "" {
+		return nil, nil, invalidArgument("key_algorithm", "RSA_2048 or RSA_4096")
+	}
+	priv, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		return nil, nil, err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	privDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := newID(prefixAuthorizedKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	k := &AuthorizedKey{
+		ID: id, ServiceAccountID: serviceAccountID, Description: description, Algorithm: alg,
+		PublicKeyPEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})),
+		CreatedAt:    s.now(),
+	}
+	if err := s.store.CreateAuthorizedKey(ctx, k); err != nil {
+		return nil, nil, err
+	}
+	return k, &AuthorizedKeyFile{
+		ID: k.ID, ServiceAccountID: k.ServiceAccountID, CreatedAt: k.CreatedAt.Format(time.RFC3339Nano),
+		Description: k.Description, KeyAlgorithm: alg, PublicKey: k.PublicKeyPEM,
+		PrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})),
+	}, nil
+}
+
+func (m *keyService) Create(ctx context.Context, req *iamv1.KeyServiceCreateRequest) (*iamv1.KeyServiceCreateResponse, error) {
+	sa, err := m.s.authorizeAccount(ctx, "service_account_id", req.GetServiceAccountId(), true)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDescription("description", req.GetDescription()); err != nil {
+		return nil, err
+	}
+	var bits int
+	switch req.GetKeyAlgorithm() {
+	case iamv1.KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED, iamv1.KeyAlgorithm_KEY_ALGORITHM_RSA_2048:
+		bits = 2048
+	case iamv1.KeyAlgorithm_KEY_ALGORITHM_RSA_4096:
+		bits = 4096
+	default:
+		return nil, invalidArgument("key_algorithm", "unknown algorithm")
+	}
+	k, file, err := m.s.CreateAuthorizedKey(ctx, sa.ID, req.GetDescription(), bits)
+	if err != nil {
+		return nil, m.s.storeStatus(err, "service account")
+	}
+	js, err := json.MarshalIndent(file, "", "  ")
+	if err != nil {
+		return nil, m.s.internal(err)
+	}
+	return &iamv1.KeyServiceCreateResponse{Key: keyProto(k), PrivateKey: file.PrivateKey, AuthorizedKeyJson: string(js)}, nil
+}
+
+func (m *keyService) List(ctx context.Context, req *iamv1.KeyServiceListRequest) (*iamv1.KeyServiceListResponse, error) {
+	sa, err := m.s.authorizeAccount(ctx, "service_account_id", req.GetServiceAccountId(), true)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := checkPage(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	list, err := m.s.store.ListAuthorizedKeys(ctx, sa.ID, pg)
+	if err != nil {
+		return nil, m.s.storeStatus(err, "key")
+	}
+	resp := &iamv1.KeyServiceListResponse{}
+	for _, k := range list {
+		resp.Keys = append(resp.Keys, keyProto(k))
+	}
+	if len(list) > 0 {
+		resp.NextPageToken = nextPageToken(len(list), pg, list[len(list)-1].ID)
+	}
+	return resp, nil
+}
+
+func (m *keyService) Delete(ctx context.Context, req *iamv1.KeyServiceDeleteRequest) (*iamv1.KeyServiceDeleteResponse, error) {
+	if _, ok := interceptors.PrincipalFromContext(ctx); !ok {
+		return nil, errUnauthenticated
+	}
+	if err := checkID("key_id", req.GetKeyId()); err != nil {
+		return nil, err
+	}
+	k, err := m.s.store.GetAuthorizedKey(ctx, req.GetKeyId())
+	if err != nil {
+		return nil, m.s.storeStatus(err, "key")
+	}
+	if _, err := m.s.authorizeAccount(ctx, "service_account_id", k.ServiceAccountID, true); err != nil {
+		return nil, err
+	}
+	if err := m.s.store.DeleteAuthorizedKey(ctx, k.ID); err != nil {
+		return nil, m.s.storeStatus(err, "key")
+	}
+	return &iamv1.KeyServiceDeleteResponse{}, nil
+}
+
+type accessKeyService struct {
+	iamv1.UnimplementedAccessKeyServiceServer
+	s *Server
+}
+
+func accessKeyProto(k *AccessKeyRecord) *iamv1.AccessKey {
+	return &iamv1.AccessKey{
+		Id: k.ID, ServiceAccountId: k.ServiceAccountID, CreatedAt: timestamppb.New(k.CreatedAt),
+		Description: k.Description, KeyId: k.KeyID,
+	}
+}
+
+// CreateAccessKey makes a static access key for a service account and
+// answers it with its secret, the only time the secret is shown. The
+// AccessKeyService calls it once the caller is authorized.
+func (s *Server) CreateAccessKey(ctx context.Context, serviceAccountID, description string) (*AccessKeyRecord, error) {
+	id, err := newID(prefixAccessKey)
+	if err != nil {
+		return nil, err
+	}
+	keyID, err := newAccessKeyID()
+	if err != nil {
+		return nil, err
+	}
+	secret, err := newAccessKeySecret()
+	if err != nil {
+		return nil, err
+	}
+	k := &AccessKeyRecord{
+		ID: id, KeyID: keyID, ServiceAccountID: serviceAccountID, Description: description,
+		Secret: []byte(secret), CreatedAt: s.now(),
+	}
+	if err := s.store.CreateAccessKey(ctx, k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (m *accessKeyService) Create(ctx context.Context, req *iamv1.AccessKeyServiceCreateRequest) (*iamv1.AccessKeyServiceCreateResponse, error) {
+	sa, err := m.s.authorizeAccount(ctx, "service_account_id", req.GetServiceAccountId(), true)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDescription("description", req.GetDescription()); err != nil {
+		return nil, err
+	}
+	k, err := m.s.CreateAccessKey(ctx, sa.ID, req.GetDescription())
+	if err != nil {
+		return nil, m.s.storeStatus(err, "service account")
+	}
+	return &iamv1.AccessKeyServiceCreateResponse{AccessKey: accessKeyProto(k), Secret: string(k.Secret)}, nil
+}
+
+func (m *accessKeyService) List(ctx context.Context, req *iamv1.AccessKeyServiceListRequest) (*iamv1.AccessKeyServiceListResponse, error) {
+	sa, err := m.s.authorizeAccount(ctx, "service_account_id", req.GetServiceAccountId(), true)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := checkPage(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	list, err := m.s.store.ListAccessKeys(ctx, sa.ID, pg)
+	if err != nil {
+		return nil, m.s.storeStatus(err, "access key")
+	}
+	resp := &iamv1.AccessKeyServiceListResponse{}
+	for _, k := range list {
+		resp.AccessKeys = append(resp.AccessKeys, accessKeyProto(k))
+	}
+	if len(list) > 0 {
+		resp.NextPageToken = nextPageToken(len(list), pg, list[len(list)-1].ID)
+	}
+	return resp, nil
+}
+
+func (m *accessKeyService) Delete(ctx context.Context, req *iamv1.AccessKeyServiceDeleteRequest) (*iamv1.AccessKeyServiceDeleteResponse, error) {
+	if _, ok := interceptors.PrincipalFromContext(ctx); !ok {
+		return nil, errUnauthenticated
+	}
+	if err := checkID("access_key_id", req.GetAccessKeyId()); err != nil {
+		return nil, err
+	}
+	k, err := m.s.store.GetAccessKey(ctx, req.GetAccessKeyId())
+	if err != nil {
+		return nil, m.s.storeStatus(err, "access key")
+	}
+	if _, err := m.s.authorizeAccount(ctx, "service_account_id", k.ServiceAccountID, true); err != nil {
+		return nil, err
+	}
+	if err := m.s.store.DeleteAccessKey(ctx, k.ID); err != nil {
+		return nil, m.s.storeStatus(err, "access key")
+	}
+	return &iamv1.AccessKeyServiceDeleteResponse{}, nil
+}

@@ -20,16 +20,16 @@ import (
 // each waiter bounded by its own context, and a signal when a key leaves the
 // set so that its cached tokens go too.
 type jwksSource struct {
-	url            string
-	client         *http.Client
-	now            func() time.Time
-	refreshEvery   time.Duration
-	minRefresh     time.Duration
-	onChange       func() // called after keys changed and some key left
-	ctx            context.Context
-	cancel         context.CancelFunc
-	wg             sync.WaitGroup // the refresh loop and fetches in flight
-	keys           atomic.Pointer[map[string]*keyRecord]
+	url          string
+	client       *http.Client
+	now          func() time.Time
+	refreshEvery time.Duration
+	minRefresh   time.Duration
+	onChange     func() // called after keys changed and some key left
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup // the refresh loop and fetches in flight
+	keys         atomic.Pointer[map[string]*keyRecord]
 
 	// mu guards flight, lastFetch and closed.
 	mu        sync.Mutex

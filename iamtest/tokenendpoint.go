@@ -56,6 +56,9 @@ type EndpointCalls struct {
 	REST int
 	// Refused counts the calls of all kinds that got no token.
 	Refused int
+	// RESTConnections counts the TCP connections the REST server accepted:
+	// a client that reuses its connection makes one for many calls.
+	RESTConnections int
 }
 
 // TokenEndpoint is a fake token exchange. It issues opaque tokens
@@ -125,7 +128,15 @@ func NewTokenEndpoint() *TokenEndpoint {
 		defer close(e.served)
 		_ = e.grpcSrv.Serve(lis)
 	}()
-	e.rest = httptest.NewServer(http.HandlerFunc(e.serveREST))
+	e.rest = httptest.NewUnstartedServer(http.HandlerFunc(e.serveREST))
+	e.rest.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			e.mu.Lock()
+			e.calls.RESTConnections++
+			e.mu.Unlock()
+		}
+	}
+	e.rest.Start()
 	return e
 }
 

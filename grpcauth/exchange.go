@@ -157,6 +157,7 @@ func isLoopback(host string) bool {
 // grpcExchanger calls IamTokenService.Create on one ClientConn.
 type grpcExchanger struct {
 	source  string
+	target  string
 	conn    *grpc.ClientConn
 	method  string
 	timeout time.Duration
@@ -189,7 +190,7 @@ func newGRPCExchanger(source, target string, opts *ExchangeOptions) (*grpcExchan
 	if err != nil {
 		return nil, configError(source, fmt.Errorf("endpoint %q: %w", target, err))
 	}
-	return &grpcExchanger{source: source, conn: conn, method: opts.method(), timeout: opts.timeout()}, nil
+	return &grpcExchanger{source: source, target: target, conn: conn, method: opts.method(), timeout: opts.timeout()}, nil
 }
 
 func (g *grpcExchanger) exchange(ctx context.Context, req *iamv1.IamTokenServiceCreateRequest, secret string) (*Token, error) {
@@ -201,17 +202,17 @@ func (g *grpcExchanger) exchange(ctx context.Context, req *iamv1.IamTokenService
 	}
 	now := sourceNow()
 	if err := checkTokenValue(resp.GetIamToken()); err != nil {
-		return nil, &FetchError{Source: g.source, Err: fmt.Errorf("bad answer: iam_token %w", err)}
+		return nil, &FetchError{Source: g.source, Err: fmt.Errorf("at %s: bad answer: iam_token %w", g.target, err)}
 	}
 	if resp.GetExpiresAt() == nil {
-		return nil, &FetchError{Source: g.source, Err: errors.New("bad answer: expires_at is missing")}
+		return nil, &FetchError{Source: g.source, Err: fmt.Errorf("at %s: bad answer: expires_at is missing", g.target)}
 	}
 	if err := resp.GetExpiresAt().CheckValid(); err != nil {
-		return nil, &FetchError{Source: g.source, Err: errors.New("bad answer: expires_at is not a valid timestamp")}
+		return nil, &FetchError{Source: g.source, Err: fmt.Errorf("at %s: bad answer: expires_at is not a valid timestamp", g.target)}
 	}
 	tok, err := tokenExpiringAt(resp.GetIamToken(), resp.GetExpiresAt().AsTime(), now)
 	if err != nil {
-		return nil, &FetchError{Source: g.source, Err: fmt.Errorf("bad answer: %w", err)}
+		return nil, &FetchError{Source: g.source, Err: fmt.Errorf("at %s: bad answer: %w", g.target, err)}
 	}
 	return tok, nil
 }
@@ -225,9 +226,12 @@ func (g *grpcExchanger) classify(err error, secret string) error {
 		codes.Aborted, codes.Internal, codes.Unknown, codes.Canceled:
 		temporary = true
 	}
-	cause := fmt.Errorf("%s: %s", st.Code(), msg)
+	cause := fmt.Errorf("at %s: %s: %s", g.target, st.Code(), msg)
 	if ctxErr := contextError(st.Code()); ctxErr != nil {
-		cause = fmt.Errorf("%w: %s", ctxErr, msg)
+		cause = fmt.Errorf("at %s: %w", g.target, ctxErr)
+		if msg != ctxErr.Error() {
+			cause = fmt.Errorf("at %s: %w: %s", g.target, ctxErr, msg)
+		}
 	}
 	return &FetchError{Source: g.source, Temporary: temporary, Err: cause}
 }
@@ -250,6 +254,7 @@ func (g *grpcExchanger) close() error { return g.conn.Close() }
 type restExchanger struct {
 	source    string
 	url       string
+	host      string // for errors
 	client    *http.Client
 	ownClient bool
 	timeout   time.Duration
@@ -274,7 +279,7 @@ func newRESTExchanger(source, endpoint string, opts *ExchangeOptions) (*restExch
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/iam/v1/tokens"
 	}
-	r := &restExchanger{source: source, url: u.String(), timeout: opts.timeout()}
+	r := &restExchanger{source: source, url: u.String(), host: u.Host, timeout: opts.timeout()}
 	if opts != nil && opts.HTTPClient != nil {
 		r.client = opts.HTTPClient
 	} else {
@@ -314,20 +319,20 @@ func (r *restExchanger) exchange(ctx context.Context, req *iamv1.IamTokenService
 	hreq.Header.Set("Accept", "application/json")
 	resp, err := r.client.Do(hreq)
 	if err != nil {
-		return nil, &FetchError{Source: r.source, Temporary: true, Err: networkError(err, secret)}
+		return nil, &FetchError{Source: r.source, Temporary: true, Err: fmt.Errorf("at %s: %w", r.host, networkError(err, secret))}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize+1))
 	if err != nil {
-		return nil, &FetchError{Source: r.source, Temporary: true, Err: fmt.Errorf("read answer: %w", networkError(err, secret))}
+		return nil, &FetchError{Source: r.source, Temporary: true, Err: fmt.Errorf("at %s: read answer: %w", r.host, networkError(err, secret))}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, &FetchError{Source: r.source, Temporary: temporaryStatus(resp.StatusCode),
-			Err: fmt.Errorf("HTTP %d%s", resp.StatusCode, restErrorMessage(data, secret))}
+			Err: fmt.Errorf("at %s: HTTP %d%s", r.host, resp.StatusCode, restErrorMessage(data, secret))}
 	}
 	tok, err := parseRESTAnswer(data, sourceNow())
 	if err != nil {
-		return nil, &FetchError{Source: r.source, Err: err}
+		return nil, &FetchError{Source: r.source, Err: fmt.Errorf("at %s: %w", r.host, err)}
 	}
 	return tok, nil
 }

@@ -202,8 +202,11 @@ func TestExchangeFailures(t *testing.T) {
 			wantErr: "aud",
 		},
 		{
-			name:          "slow answer",
-			setup:         func(ep *iamtest.TokenEndpoint, _ *grpcauth.ExchangeOptions) { ep.AddKeyFile(testKey()); ep.SetDelay(time.Hour) },
+			name: "slow answer",
+			setup: func(ep *iamtest.TokenEndpoint, _ *grpcauth.ExchangeOptions) {
+				ep.AddKeyFile(testKey())
+				ep.SetDelay(time.Hour)
+			},
 			ctxTimeout:    50 * time.Millisecond,
 			wantTemporary: true,
 			wantErr:       "deadline",

@@ -158,7 +158,9 @@ func (s *MetadataSource) Close() error {
 // token: {"access_token", "expires_in", "token_type"}.
 type metadataAnswer struct {
 	AccessToken *string      `json:"access_token"`
-	ExpiresIn   *json.Number `json:"expires_in"`
+	// ExpiresIn is raw so that a number in a string ("60"), which
+	// json.Number would accept, is refused.
+	ExpiresIn json.RawMessage `json:"expires_in"`
 	TokenType   *string      `json:"token_type"`
 }
 
@@ -176,13 +178,13 @@ func parseMetadataAnswer(data []byte, now time.Time) (*Token, error) {
 	if a.AccessToken == nil {
 		return nil, errors.New("bad answer: access_token is missing")
 	}
-	if a.ExpiresIn == nil {
+	if a.ExpiresIn == nil || string(a.ExpiresIn) == "null" {
 		return nil, errors.New("bad answer: expires_in is missing")
 	}
 	if a.TokenType != nil && !strings.EqualFold(*a.TokenType, "Bearer") {
 		return nil, fmt.Errorf("bad answer: token_type %q is not Bearer", truncate(sanitize(*a.TokenType), 32))
 	}
-	expiresIn, err := parseExpiresIn(*a.ExpiresIn)
+	expiresIn, err := parseExpiresIn(a.ExpiresIn)
 	if err != nil {
 		return nil, fmt.Errorf("bad answer: %w", err)
 	}
@@ -190,8 +192,11 @@ func parseMetadataAnswer(data []byte, now time.Time) (*Token, error) {
 }
 
 // parseExpiresIn reads a whole number of seconds, at least 1.
-func parseExpiresIn(n json.Number) (time.Duration, error) {
-	secs, err := n.Int64()
+func parseExpiresIn(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, errors.New("expires_in is not a number")
+	}
+	secs, err := json.Number(raw).Int64()
 	if err != nil {
 		return 0, errors.New("expires_in is not a whole number of seconds")
 	}

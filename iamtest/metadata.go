@@ -84,9 +84,9 @@ func (m *MetadataServer) SetStatus(code int) {
 func (m *MetadataServer) SetAnswer(body []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.rawBody = append([]byte(nil), body...)
-	if body == nil {
-		m.rawBody = nil
+	m.rawBody = nil
+	if body != nil {
+		m.rawBody = append([]byte{}, body...)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os/exec"
 	"strings"
 	"time"
@@ -87,7 +88,7 @@ func (s *CLISource) Token(ctx context.Context) (*Token, error) {
 	case ctx.Err() != nil:
 		return nil, &FetchError{Source: cliSourceName, Temporary: true,
 			Err: fmt.Errorf("%q did not finish: %w%s", name, ctx.Err(), stderrText(stderr, secret))}
-	case errors.Is(err, exec.ErrNotFound):
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
 		return nil, configError(cliSourceName, fmt.Errorf("command %q not found", name))
 	default:
 		var ee *exec.ExitError

@@ -19,11 +19,11 @@ const maxExchangeBodySize = MaxExchangeJWTSize + 1024
 // rotation interval, and validators refetch on an unknown kid anyway.
 const jwksMaxAge = 5 * time.Minute
 
-// exchangeRequest is the REST exchange's body, with the reference
-// deployment's JSON names.
+// exchangeRequest is the REST exchange's body: {"jwt": …} or
+// {"yandexPassportOauthToken": …}, the reference deployment's names.
 type exchangeRequest struct {
-	JWT        *string `json:"jwt"`
-	OAuthToken *string `json:"yandexPassportOauthToken"`
+	JWT        *string
+	OAuthToken *string
 }
 
 // exchangeResponse is the REST exchange's answer.
@@ -39,20 +39,53 @@ type errorResponse struct {
 }
 
 // parseExchangeRequest parses the REST exchange's body strictly: one JSON
-// object, no unknown fields, no trailing data, exactly one proof of
-// identity. It never echoes the body in its errors.
+// object whose members are exactly one of "jwt" or
+// "yandexPassportOauthToken" (names matched case-sensitively, each at most
+// once, a string value), and nothing after it. encoding/json alone would
+// match names case-insensitively and let a repeated name win silently. It
+// never echoes the body in its errors.
 func parseExchangeRequest(body []byte) (exchangeRequest, error) {
-	var req exchangeRequest
+	bad := func(problem string) (exchangeRequest, error) {
+		return exchangeRequest{}, fmt.Errorf("%w: %s", ErrInvalidRequest, problem)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return exchangeRequest{}, fmt.Errorf("%w: body is not a JSON object with jwt or yandexPassportOauthToken", ErrInvalidRequest)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return bad("body is not a JSON object")
+	}
+	var req exchangeRequest
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return bad("body is not a JSON object")
+		}
+		name, _ := tok.(string)
+		var dst **string
+		switch name {
+		case "jwt":
+			dst = &req.JWT
+		case "yandexPassportOauthToken":
+			dst = &req.OAuthToken
+		default:
+			return bad("unknown field (want jwt or yandexPassportOauthToken)")
+		}
+		if *dst != nil {
+			return bad("field " + name + " repeated")
+		}
+		tok, err = dec.Token()
+		v, isString := tok.(string)
+		if err != nil || !isString {
+			return bad("field " + name + " is not a string")
+		}
+		*dst = &v
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return bad("body is not a JSON object")
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return exchangeRequest{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRequest)
+		return bad("trailing data after the JSON object")
 	}
 	if (req.JWT == nil) == (req.OAuthToken == nil) {
-		return exchangeRequest{}, fmt.Errorf("%w: exactly one of jwt or yandexPassportOauthToken is required", ErrInvalidRequest)
+		return bad("exactly one of jwt or yandexPassportOauthToken is required")
 	}
 	return req, nil
 }

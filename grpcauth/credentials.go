@@ -32,8 +32,8 @@ import (
 //
 //	conn, err := grpc.NewClient(target,
 //		grpc.WithTransportCredentials(credentials.NewTLS(nil)),
-//		grpcauth.WithTokenSource(src),          // IAM-token methods
-//		grpc.WithPerRPCCredentials(signer),     // access-key methods
+//		grpcauth.WithTokenSource(src),     // IAM-token methods
+//		grpcauth.WithAccessKey(keyCreds),  // access-key methods
 //	)
 //
 // gRPC merges the metadata of all per-RPC credentials of a call; since each

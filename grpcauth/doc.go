@@ -7,4 +7,16 @@
 // Token and TokenSource (token.go) are the two types everything else is
 // built from: a source obtains tokens, a cache decorates a source, and the
 // credentials put the cached token on calls.
+//
+// # Caching and call credentials
+//
+// NewCachedSource puts any source behind a cache shared by all calls: its
+// hot path is one atomic load and one reading of the wall clock, it
+// refreshes in the background well before expiry (hourly by default), and
+// a call waits only when no valid token exists. NewPerRPCCredentials turns
+// a source into gRPC call credentials that add "authorization: Bearer …"
+// to the calls whose auth mode (package authmode) is IAMToken, and nothing
+// to the others; WithTokenSource does both in one dial option. An
+// access-key signer (NewAccessKeyCredentials) acts on AccessKey methods
+// only, so both go on one connection.
 package grpcauth

@@ -113,7 +113,19 @@ func WithAccessKeyResolver(r *authmode.Resolver) AccessKeyOption {
 	}
 }
 
-// WithAccessKeyInsecureTransport lets the credentials sign calls on a
+// WithAccessKeyClock sets the clock calls are dated by. Optional; time.Now.
+// The server refuses a call dated more than 15 minutes from its own clock.
+func WithAccessKeyClock(now func() time.Time) AccessKeyOption {
+	return func(o *accessKeyCredOptions) error {
+		if now == nil {
+			return errors.New("grpcauth: WithAccessKeyClock: nil clock")
+		}
+		o.now = now
+		return nil
+	}
+}
+
+// WithAccessKeyInsecureTransportForLocalTesting lets the credentials sign calls on a
 // connection without transport security. Optional; off. It is for tests on
 // loopback only: without TLS the call's body is not protected, since the
 // signature does not cover it.
@@ -185,7 +197,7 @@ func (c *AccessKeyCredentials) String() string {
 func (c *AccessKeyCredentials) GoString() string { return c.String() }
 
 // RequireTransportSecurity reports whether the credentials need a secure
-// connection: true unless WithAccessKeyInsecureTransport was given.
+// connection: true unless WithAccessKeyInsecureTransportForLocalTesting was given.
 func (c *AccessKeyCredentials) RequireTransportSecurity() bool { return !c.insecure }
 
 // GetRequestMetadata signs the call in ctx (credentials.RequestInfo) to the

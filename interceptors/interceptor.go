@@ -34,6 +34,9 @@ import (
 // Validator must be closed, so build it with NewValidator. It panics on
 // invalid options, at setup, so that a server that cannot check credentials
 // never starts.
+//
+// The Principal in the context is shared by every call with the same token:
+// treat it as read-only.
 func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 	s := mustNewServer(opts)
 	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), selector.MatchFunc(s.needsCredentials))
@@ -44,6 +47,22 @@ func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 	s := mustNewServer(opts)
 	return selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.authenticate), selector.MatchFunc(s.needsCredentials))
+}
+
+// Outcome is what the interceptors decided for one call that needs
+// credentials. It never holds the credential.
+type Outcome struct {
+	// FullMethod is the called method, "/pkg.Service/Method".
+	FullMethod string
+	// Mode is the method's auth mode.
+	Mode authmode.Mode
+	// Code is codes.OK for an accepted call, else the code of the refusal.
+	Code codes.Code
+	// Subject is the caller's subject ID when it authenticated, else "".
+	Subject string
+	// Err is the refusal (a gRPC status error), nil for an accepted call. Its
+	// message never holds a credential.
+	Err error
 }
 
 // server is the configuration both interceptors close over.

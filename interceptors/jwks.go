@@ -177,6 +177,7 @@ func (s *jwksSource) fetch() error {
 	if err != nil {
 		return err
 	}
+	// Only one fetch runs at a time (flight), so nobody else writes keys.
 	old := *s.keys.Load()
 	removed := false
 	for kid, r := range old {

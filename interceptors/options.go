@@ -11,8 +11,6 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/iamtoken/iamtoken-go/authmode"
 	"github.com/iamtoken/iamtoken-go/internal/iamjwt"
 )
@@ -65,22 +63,6 @@ func DefaultAlgorithms() []string { return append([]string(nil), defaultAlgorith
 // and revocation options configure token validation; the others configure
 // the interceptors only, and NewValidator ignores them.
 type Option func(*options)
-
-// Outcome is what the interceptors decided for one call that needs
-// credentials. It never holds the credential.
-type Outcome struct {
-	// FullMethod is the called method, "/pkg.Service/Method".
-	FullMethod string
-	// Mode is the method's auth mode.
-	Mode authmode.Mode
-	// Code is codes.OK for an accepted call, else the code of the refusal.
-	Code codes.Code
-	// Subject is the caller's subject ID when it authenticated, else "".
-	Subject string
-	// Err is the refusal (a gRPC status error), nil for an accepted call. Its
-	// message never holds a credential.
-	Err error
-}
 
 type options struct {
 	// Token validation.

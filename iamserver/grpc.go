@@ -121,7 +121,11 @@ func (t *tokenService) Revoke(ctx context.Context, req *iamv1.IamTokenServiceRev
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if claims.Subject != p.SubjectID {
-		// Anyone who manages the subject may revoke its tokens.
+		// Besides the subject, whoever manages it (the creator of a service
+		// account) may revoke its tokens. Users manage no one.
+		if !validID(claims.Subject) {
+			return nil, errPermissionDenied
+		}
 		if _, err := t.s.authorizeAccount(ctx, "iam_token", claims.Subject, false); err != nil {
 			if status.Code(err) == codes.NotFound {
 				return nil, errPermissionDenied

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/iamtoken/iamtoken-go/interceptors"
 	"github.com/iamtoken/iamtoken-go/internal/iamjwt"
@@ -194,3 +195,5 @@ func publicPEM(t testing.TB, pub *rsa.PublicKey) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
+
+var cmpSortStrings = cmpopts.SortSlices(func(a, b string) bool { return a < b })

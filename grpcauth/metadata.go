@@ -157,11 +157,11 @@ func (s *MetadataSource) Close() error {
 // metadataAnswer is the metadata service's (and a function context's)
 // token: {"access_token", "expires_in", "token_type"}.
 type metadataAnswer struct {
-	AccessToken *string      `json:"access_token"`
+	AccessToken *string `json:"access_token"`
 	// ExpiresIn is raw so that a number in a string ("60"), which
 	// json.Number would accept, is refused.
 	ExpiresIn json.RawMessage `json:"expires_in"`
-	TokenType   *string      `json:"token_type"`
+	TokenType *string         `json:"token_type"`
 }
 
 // parseMetadataAnswer parses a metadata token answer. expires_in is the
@@ -182,7 +182,8 @@ func parseMetadataAnswer(data []byte, now time.Time) (*Token, error) {
 		return nil, errors.New("bad answer: expires_in is missing")
 	}
 	if a.TokenType != nil && !strings.EqualFold(*a.TokenType, "Bearer") {
-		return nil, fmt.Errorf("bad answer: token_type %q is not Bearer", truncate(sanitize(*a.TokenType), 32))
+		// The value is not shown: the answer is untrusted text.
+		return nil, errors.New("bad answer: token_type is not Bearer")
 	}
 	expiresIn, err := parseExpiresIn(a.ExpiresIn)
 	if err != nil {

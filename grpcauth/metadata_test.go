@@ -187,7 +187,7 @@ func TestMetadataMalformedAnswers(t *testing.T) {
 		{"expires_in is zero", `{"access_token":"t1.secret-vm-token","expires_in":0}`, "expires_in is not positive"},
 		{"expires_in is negative", `{"access_token":"t1.secret-vm-token","expires_in":-5}`, "expires_in is not positive"},
 		{"expires_in overflows", `{"access_token":"t1.secret-vm-token","expires_in":99999999999999999999999}`, "expires_in is not a whole number"},
-		{"token_type is not Bearer", `{"access_token":"t1.secret-vm-token","expires_in":60,"token_type":"MAC"}`, `token_type "MAC" is not Bearer`},
+		{"token_type is not Bearer", `{"access_token":"t1.secret-vm-token","expires_in":60,"token_type":"MAC"}`, "token_type is not Bearer"},
 		{"body too large", `{"access_token":"t1.secret-vm-token","expires_in":60,"pad":"` + strings.Repeat("x", 70<<10) + `"}`, "larger than"},
 	}
 	for _, tt := range tests {

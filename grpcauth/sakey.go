@@ -222,7 +222,7 @@ func parseKeyFile(data []byte) (*ServiceAccountKey, error) {
 	}
 	if alg != "" && alg != k.KeyAlgorithm {
 		if alg != "RSA_2048" && alg != "RSA_4096" {
-			return nil, fmt.Errorf("key_algorithm %q is not supported (want RSA_2048 or RSA_4096)", truncate(alg, 32))
+			return nil, errors.New("key_algorithm is not supported (want RSA_2048 or RSA_4096)")
 		}
 		return nil, fmt.Errorf("key_algorithm is %s but private_key is %s", alg, k.KeyAlgorithm)
 	}
@@ -292,7 +292,7 @@ func parsePrivateKeyPEM(s string) (*rsa.PrivateKey, error) {
 	case "ENCRYPTED PRIVATE KEY":
 		return nil, errors.New("PEM block is encrypted; want an unencrypted PKCS#8 key")
 	default:
-		return nil, fmt.Errorf("PEM block is %q; want PRIVATE KEY (PKCS#8)", truncate(block.Type, 32))
+		return nil, fmt.Errorf("PEM block is %s; want PRIVATE KEY (PKCS#8)", pemTypeName(block.Type))
 	}
 	if _, ok := block.Headers["Proc-Type"]; ok {
 		return nil, errors.New("PEM block is encrypted; want an unencrypted PKCS#8 key")
@@ -318,7 +318,7 @@ func parsePublicKeyPEM(s string) (*rsa.PublicKey, error) {
 		return nil, errors.New("unexpected data after the PEM block")
 	}
 	if block.Type != "PUBLIC KEY" {
-		return nil, fmt.Errorf("PEM block is %q; want PUBLIC KEY", truncate(block.Type, 32))
+		return nil, fmt.Errorf("PEM block is %s; want PUBLIC KEY", pemTypeName(block.Type))
 	}
 	key, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
@@ -329,6 +329,17 @@ func parsePublicKeyPEM(s string) (*rsa.PublicKey, error) {
 		return nil, fmt.Errorf("key is %s; want RSA", keyTypeName(key))
 	}
 	return rsaKey, nil
+}
+
+// pemTypeName names a PEM block type for an error: the well-known ones as
+// they are, anything else not at all, since the file is untrusted text.
+func pemTypeName(t string) string {
+	switch t {
+	case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE", "EC PRIVATE KEY",
+		"OPENSSH PRIVATE KEY", "DSA PRIVATE KEY", "CERTIFICATE REQUEST":
+		return fmt.Sprintf("%q", t)
+	}
+	return "of an unexpected type"
 }
 
 func keyTypeName(key any) string {

@@ -205,7 +205,7 @@ func TestServiceAccountKeyMalformed(t *testing.T) {
 		{"two PEM blocks", keyJSON(t, map[string]any{"private_key": k.PrivateKeyPEM() + k.PublicKeyPEM()}), "unexpected data after the PEM block"},
 		{"public key as private_key", keyJSON(t, map[string]any{"private_key": k.PublicKeyPEM()}), `PEM block is "PUBLIC KEY"`},
 		{"key_algorithm mismatch", keyJSON(t, map[string]any{"key_algorithm": "RSA_4096"}), "key_algorithm is RSA_4096 but private_key is RSA_2048"},
-		{"key_algorithm unknown", keyJSON(t, map[string]any{"key_algorithm": "ED25519"}), `key_algorithm "ED25519" is not supported`},
+		{"key_algorithm unknown", keyJSON(t, map[string]any{"key_algorithm": "ED25519"}), "key_algorithm is not supported"},
 		{"public_key of another key", keyJSON(t, map[string]any{"public_key": otherPubPEM}), "public_key does not match private_key"},
 		{"public_key not PEM", keyJSON(t, map[string]any{"public_key": "garbage"}), "public_key: not a PEM block"},
 		{"created_at not a time", keyJSON(t, map[string]any{"created_at": "yesterday"}), "created_at is not an RFC 3339 time"},

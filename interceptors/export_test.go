@@ -13,7 +13,7 @@ func withClock(now func() time.Time) Option {
 // refreshKeys fetches the key set now, as the background refresh does.
 func (v *Validator) refreshKeys(ctx context.Context) error {
 	s := v.keys.(*jwksSource)
-	c := s.startFetch(true)
+	c, _ := s.startFetch(true)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()

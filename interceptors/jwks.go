@@ -31,10 +31,11 @@ type jwksSource struct {
 	wg           sync.WaitGroup // the refresh loop and fetches in flight
 	keys         atomic.Pointer[map[string]*keyRecord]
 
-	// mu guards flight, lastFetch and closed.
+	// mu guards flight, lastFetch, lastErr and closed.
 	mu        sync.Mutex
 	flight    *fetchCall // the fetch in progress, if any
 	lastFetch time.Time  // when the last fetch started
+	lastErr   error      // how the last fetch ended
 	closed    bool
 }
 
@@ -75,7 +76,7 @@ func (s *jwksSource) loop() {
 			return
 		case <-t.C:
 		}
-		c := s.startFetch(true)
+		c, _ := s.startFetch(true)
 		if c == nil {
 			return
 		}
@@ -96,9 +97,13 @@ func (s *jwksSource) lookup(ctx context.Context, kid string) (*keyRecord, error)
 	if r, ok := (*s.keys.Load())[kid]; ok {
 		return r, nil
 	}
-	c := s.startFetch(false)
+	c, lastErr := s.startFetch(false)
 	if c == nil {
-		// Refreshed too recently: an unknown kid costs no fetch.
+		// Refreshed too recently: an unknown kid costs no fetch. If that
+		// fetch failed, the kid may well be in the set we could not get.
+		if lastErr != nil {
+			return nil, fmt.Errorf("%w: kid is not in the keys fetched last, and the key set could not be fetched: %w", ErrUnavailable, lastErr)
+		}
 		return nil, errUnknownKID
 	}
 	select {
@@ -116,20 +121,20 @@ func (s *jwksSource) lookup(ctx context.Context, kid string) (*keyRecord, error)
 }
 
 // startFetch joins the fetch in progress or starts one. Unless force is set,
-// it starts none within minRefresh of the last one and returns nil. It
-// returns nil once the source is closed.
-func (s *jwksSource) startFetch(force bool) *fetchCall {
+// it starts none within minRefresh of the last one and returns nil and the
+// last fetch's error. It returns nil once the source is closed.
+func (s *jwksSource) startFetch(force bool) (*fetchCall, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil
+		return nil, nil
 	}
 	if s.flight != nil {
-		return s.flight
+		return s.flight, nil
 	}
 	now := s.now()
 	if !force && !s.lastFetch.IsZero() && now.Sub(s.lastFetch) < s.minRefresh {
-		return nil
+		return nil, s.lastErr
 	}
 	s.lastFetch = now
 	c := &fetchCall{done: make(chan struct{})}
@@ -140,11 +145,12 @@ func (s *jwksSource) startFetch(force bool) *fetchCall {
 		err := s.fetch()
 		s.mu.Lock()
 		s.flight = nil
+		s.lastErr = err
 		s.mu.Unlock()
 		c.err = err
 		close(c.done)
 	}()
-	return c
+	return c, nil
 }
 
 // fetch gets the key set and installs it. Keys whose kid and key are

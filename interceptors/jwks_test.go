@@ -260,3 +260,26 @@ func TestCloseIsIdempotent(t *testing.T) {
 	v.Close()
 	v.Close()
 }
+
+func TestJWKSDownAtStartup(t *testing.T) {
+	clock := newFakeClock()
+	a := keyFor("ES256", "key-a")
+	srv := newJWKSServer(t, a)
+	srv.setDown(true)
+	v := newJWKSValidator(t, srv, clock)
+	ctx := context.Background()
+	tok := tokenBy(t, a, clock, "t-1")
+
+	// With no key set at all, the answer is "try again", not "unknown key":
+	// whether the call joins the first fetch or comes after it failed.
+	for range 2 {
+		if _, err := v.Validate(ctx, tok); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Validate with the endpoint down since startup = %v, want ErrUnavailable", err)
+		}
+	}
+	srv.setDown(false)
+	clock.Advance(DefaultJWKSMinRefreshInterval)
+	if _, err := v.Validate(ctx, tok); err != nil {
+		t.Fatalf("Validate once the endpoint is back: %v", err)
+	}
+}

@@ -149,8 +149,9 @@ func WithStaticKeys(keys map[string]crypto.PublicKey) Option {
 // WithJWKSURL makes the validator fetch the issuer's key set (a JWKS) from
 // rawURL: in the background every refresh interval, and when a token names
 // an unknown kid (at most once per minimum refresh interval). While the
-// endpoint is down the keys fetched last keep working. A Validator with a
-// JWKS URL must be closed. Exclusive with WithStaticKeys.
+// endpoint is down the keys fetched last keep working. Use https: plain
+// http is for tests on loopback. A Validator with a JWKS URL must be closed.
+// Exclusive with WithStaticKeys.
 func WithJWKSURL(rawURL string) Option {
 	return func(o *options) {
 		u, err := url.Parse(rawURL)

@@ -425,6 +425,9 @@ func TestOutcomeHook(t *testing.T) {
 	hook := func(_ context.Context, o Outcome) {
 		mu.Lock()
 		defer mu.Unlock()
+		if o.Err != nil && containsSecret(o.Err.Error(), token) {
+			t.Errorf("outcome error echoes the token: %v", o.Err)
+		}
 		o.Err = nil // compared by Code
 		got = append(got, o)
 	}

@@ -283,3 +283,61 @@ func TestJWKSDownAtStartup(t *testing.T) {
 		t.Fatalf("Validate once the endpoint is back: %v", err)
 	}
 }
+
+// TestConcurrentValidateAndRotation runs validations on every core while
+// the key set rotates, for the race detector: cache hits, inserts, sweeps
+// and key-set swaps all at once.
+func TestConcurrentValidateAndRotation(t *testing.T) {
+	clock := newFakeClock()
+	a, b := keyFor("ES256", "key-a"), keyFor("EdDSA", "key-b")
+	srv := newJWKSServer(t, a, b)
+	v := newJWKSValidator(t, srv, clock)
+	ctx := context.Background()
+	if err := v.refreshKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var toks []string
+	for i := range 16 {
+		k := a
+		if i%2 == 1 {
+			k = b
+		}
+		toks = append(toks, tokenBy(t, k, clock, "t-"+strings.Repeat("x", i+1)))
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				_, err := v.Validate(ctx, toks[(i+w)%len(toks)])
+				// key-b comes and goes; key-a always verifies.
+				if err != nil && (i+w)%2 == 0 {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range 20 {
+		if i%2 == 0 {
+			srv.set(a)
+		} else {
+			srv.set(a, b)
+		}
+		if err := v.refreshKeys(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	close(done)
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("token by a key that never left: %v", err)
+		}
+	}
+}

@@ -202,6 +202,9 @@ func (s *Server) JWKS() []byte {
 	return append([]byte(nil), s.keys.Load().jwks...)
 }
 
+// CurrentKeyID is the kid of the key that signs tokens now.
+func (s *Server) CurrentKeyID() string { return s.keys.Load().current.id }
+
 // sign signs claims with the current key.
 func (s *Server) sign(claims jwt.Claims, header map[string]any) (string, error) {
 	cur := s.keys.Load().current

@@ -91,7 +91,9 @@ func TestTokenEndpointVerifiesJWT(t *testing.T) {
 		{"valid, aud an array", func(t *testing.T) string {
 			return signed(t, ps, "kid1", claims(map[string]any{"aud": []string{refAud}}), key().PrivateKey)
 		}, ""},
-		{"RS256", func(t *testing.T) string { return signed(t, jwt.SigningMethodRS256, "kid1", claims(nil), key().PrivateKey) }, "signing method RS256 is invalid"},
+		{"RS256", func(t *testing.T) string {
+			return signed(t, jwt.SigningMethodRS256, "kid1", claims(nil), key().PrivateKey)
+		}, "signing method RS256 is invalid"},
 		{"salt longer than the hash", func(t *testing.T) string { return signed(t, psAutoSalt, "kid1", claims(nil), key().PrivateKey) }, "PSS salt length"},
 		{"no kid", func(t *testing.T) string { return signed(t, ps, nil, claims(nil), key().PrivateKey) }, "header kid is missing"},
 		{"unknown kid", func(t *testing.T) string { return signed(t, ps, "kid2", claims(nil), key().PrivateKey) }, `unknown kid "kid2"`},
@@ -102,8 +104,12 @@ func TestTokenEndpointVerifiesJWT(t *testing.T) {
 		{"wrong aud", func(t *testing.T) string {
 			return signed(t, ps, "kid1", claims(map[string]any{"aud": "https://elsewhere"}), key().PrivateKey)
 		}, "invalid audience"},
-		{"no exp", func(t *testing.T) string { return signed(t, ps, "kid1", claims(map[string]any{"exp": nil}), key().PrivateKey) }, "exp claim is required"},
-		{"no iat", func(t *testing.T) string { return signed(t, ps, "kid1", claims(map[string]any{"iat": nil}), key().PrivateKey) }, "iat is missing"},
+		{"no exp", func(t *testing.T) string {
+			return signed(t, ps, "kid1", claims(map[string]any{"exp": nil}), key().PrivateKey)
+		}, "exp claim is required"},
+		{"no iat", func(t *testing.T) string {
+			return signed(t, ps, "kid1", claims(map[string]any{"iat": nil}), key().PrivateKey)
+		}, "iat is missing"},
 		{"expired", func(t *testing.T) string {
 			return signed(t, ps, "kid1", claims(map[string]any{"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Hour).Unix()}), key().PrivateKey)
 		}, "token is expired"},

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -118,6 +119,9 @@ func (o *ExchangeOptions) tlsConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12}
 }
 
+// errSourceClosed is the cause of a Token call after Close.
+var errSourceClosed = errors.New("source is closed")
+
 // exchanger performs the token exchange over one protocol. It owns one
 // long-lived connection (or HTTP client) that close releases.
 type exchanger interface {
@@ -156,6 +160,7 @@ func isLoopback(host string) bool {
 
 // grpcExchanger calls IamTokenService.Create on one ClientConn.
 type grpcExchanger struct {
+	closed  atomic.Bool
 	source  string
 	target  string
 	conn    *grpc.ClientConn
@@ -194,6 +199,9 @@ func newGRPCExchanger(source, target string, opts *ExchangeOptions) (*grpcExchan
 }
 
 func (g *grpcExchanger) exchange(ctx context.Context, req *iamv1.IamTokenServiceCreateRequest, secret string) (*Token, error) {
+	if g.closed.Load() {
+		return nil, &FetchError{Source: g.source, Err: errSourceClosed}
+	}
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	resp := new(iamv1.IamTokenServiceCreateResponse)
@@ -248,10 +256,16 @@ func contextError(c codes.Code) error {
 	return nil
 }
 
-func (g *grpcExchanger) close() error { return g.conn.Close() }
+func (g *grpcExchanger) close() error {
+	if g.closed.Swap(true) {
+		return nil
+	}
+	return g.conn.Close()
+}
 
 // restExchanger POSTs to the REST token URL with one http.Client.
 type restExchanger struct {
+	closed    atomic.Bool
 	source    string
 	url       string
 	host      string // for errors
@@ -305,6 +319,9 @@ type restRequest struct {
 }
 
 func (r *restExchanger) exchange(ctx context.Context, req *iamv1.IamTokenServiceCreateRequest, secret string) (*Token, error) {
+	if r.closed.Load() {
+		return nil, &FetchError{Source: r.source, Err: errSourceClosed}
+	}
 	body, err := json.Marshal(restRequest{JWT: req.GetJwt(), OAuthToken: req.GetOauthToken()})
 	if err != nil {
 		return nil, &FetchError{Source: r.source, Err: err}
@@ -338,6 +355,9 @@ func (r *restExchanger) exchange(ctx context.Context, req *iamv1.IamTokenService
 }
 
 func (r *restExchanger) close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
 	if r.ownClient {
 		r.client.CloseIdleConnections()
 	}
@@ -494,12 +514,3 @@ func redact(s, secret string) string {
 	}
 	return strings.ReplaceAll(s, secret, "[redacted]")
 }
-
-// exchangeSource is what the key and OAuth sources share: a credential to
-// send and an exchanger to send it with.
-type exchangeSource struct {
-	ex exchanger
-}
-
-// Close releases the exchange's connection.
-func (s *exchangeSource) Close() error { return s.ex.close() }

@@ -441,3 +441,29 @@ func TestGRPCMalformedAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestExchangeAfterClose(t *testing.T) {
+	ep := iamtest.NewTokenEndpoint()
+	defer ep.Close()
+	ep.AddKeyFile(testKey())
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			src, err := grpcauth.ServiceAccountKeySourceFromBytes(testKey().JSON(), tr.opts(ep))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := src.Token(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				if err := src.Close(); err != nil {
+					t.Fatalf("Close %d: %v", i, err)
+				}
+			}
+			_, err = src.Token(context.Background())
+			if err == nil || !strings.Contains(err.Error(), "source is closed") || grpcauth.IsTemporary(err) {
+				t.Fatalf("Token after Close: %v, want a final 'source is closed'", err)
+			}
+		})
+	}
+}

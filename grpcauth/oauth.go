@@ -11,7 +11,7 @@ import (
 // gRPC or REST as its ExchangeOptions say. It holds one connection for all
 // its exchanges; Close releases it. Safe for concurrent use.
 type OAuthSource struct {
-	exchangeSource
+	ex         exchanger
 	oauthToken string
 }
 
@@ -27,7 +27,7 @@ func NewOAuthSource(oauthToken string, opts *ExchangeOptions) (*OAuthSource, err
 	if err != nil {
 		return nil, err
 	}
-	return &OAuthSource{exchangeSource: exchangeSource{ex: ex}, oauthToken: oauthToken}, nil
+	return &OAuthSource{ex: ex, oauthToken: oauthToken}, nil
 }
 
 // Token exchanges the OAuth token for a new IAM token.
@@ -37,6 +37,9 @@ func (s *OAuthSource) Token(ctx context.Context) (*Token, error) {
 	}
 	return s.ex.exchange(ctx, req, s.oauthToken)
 }
+
+// Close releases the exchange's connection. Token fails after Close.
+func (s *OAuthSource) Close() error { return s.ex.close() }
 
 // String describes the source without its OAuth token.
 func (s *OAuthSource) String() string { return "grpcauth.OAuthSource{OAuthToken: [redacted]}" }

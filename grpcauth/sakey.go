@@ -448,7 +448,7 @@ func (k *ServiceAccountKey) SignJWT(now time.Time, audience string, lifetime tim
 // or REST as its ExchangeOptions say. It holds one connection for all its
 // exchanges; Close releases it. Safe for concurrent use.
 type ServiceAccountKeySource struct {
-	exchangeSource
+	ex       exchanger
 	key      *ServiceAccountKey
 	audience string
 }
@@ -465,7 +465,7 @@ func NewServiceAccountKeySource(key *ServiceAccountKey, opts *ExchangeOptions) (
 	if err != nil {
 		return nil, err
 	}
-	return &ServiceAccountKeySource{exchangeSource: exchangeSource{ex: ex}, key: key, audience: opts.audience()}, nil
+	return &ServiceAccountKeySource{ex: ex, key: key, audience: opts.audience()}, nil
 }
 
 // ServiceAccountKeySourceFromFile loads the authorized key file at path and
@@ -502,6 +502,9 @@ func (s *ServiceAccountKeySource) Token(ctx context.Context) (*Token, error) {
 	}
 	return s.ex.exchange(ctx, req, signed)
 }
+
+// Close releases the exchange's connection. Token fails after Close.
+func (s *ServiceAccountKeySource) Close() error { return s.ex.close() }
 
 // String describes the source without its private key.
 func (s *ServiceAccountKeySource) String() string {

@@ -58,7 +58,8 @@ type Outcome struct {
 	Mode authmode.Mode
 	// Code is codes.OK for an accepted call, else the code of the refusal.
 	Code codes.Code
-	// Subject is the caller's subject ID when it authenticated, else "".
+	// Subject is the caller's subject ID once it authenticated (also when the
+	// authorizer then refused), else "".
 	Subject string
 	// Err is the refusal (a gRPC status error), nil for an accepted call. Its
 	// message never holds a credential.

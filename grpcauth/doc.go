@@ -18,5 +18,19 @@
 // to the calls whose auth mode (package authmode) is IAMToken, and nothing
 // to the others; WithTokenSource does both in one dial option. An
 // access-key signer (NewAccessKeyCredentials) acts on AccessKey methods
-// only, so both go on one connection.
+// only, so both go on one connection.//
+// # Sources
+//
+// Each way to obtain a token is a TokenSource, meant to sit behind the
+// cache: StaticSource (a ready token, IAM_TOKEN), MetadataSource (the VM
+// metadata service; its expires_in becomes the expiry),
+// FunctionContextSource (the token a function runtime hands each
+// invocation), ServiceAccountKeySource (a PS256 JWT signed with an
+// authorized key, exchanged over gRPC or REST; sakey.go, exchange.go),
+// OAuthSource (a user's OAuth token, exchanged the same ways) and CLISource
+// (the output of `yc iam create-token`). FindDefaultSource picks the first
+// one configured: explicit options, then IAM_TOKEN,
+// YC_SERVICE_ACCOUNT_KEY_FILE, YC_TOKEN, then the metadata service. Every
+// source fails with a *FetchError whose Temporary field tells an outage
+// from a refusal; package iamtest has fakes of the services they talk to.
 package grpcauth

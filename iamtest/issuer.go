@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"sync"
@@ -42,6 +43,9 @@ type IssuerOptions struct {
 	GRPCServerOptions []grpc.ServerOption
 	// Now is the issuer's wall clock. Optional; time.Now.
 	Now func() time.Time
+	// Logger receives the issuer's operational events. Optional; they are
+	// discarded, to keep test output quiet.
+	Logger *slog.Logger
 }
 
 // Issuer is the real issuer (iamserver.Server) over a memory store, served
@@ -76,6 +80,10 @@ func NewIssuer(tb testing.TB, opts *IssuerOptions) *Issuer {
 	if opts == nil {
 		opts = &IssuerOptions{}
 	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -86,6 +94,7 @@ func NewIssuer(tb testing.TB, opts *IssuerOptions) *Issuer {
 		TokenLifetime: opts.TokenLifetime,
 		OAuthTokens:   opts.OAuthTokens,
 		Now:           opts.Now,
+		Logger:        logger,
 		// A test controls rotation itself (Server.Rotate).
 		DisableBackgroundRotation: true,
 	})

@@ -18,7 +18,8 @@
 // to the calls whose auth mode (package authmode) is IAMToken, and nothing
 // to the others; WithTokenSource does both in one dial option. An
 // access-key signer (NewAccessKeyCredentials) acts on AccessKey methods
-// only, so both go on one connection.//
+// only, so both go on one connection.
+//
 // # Sources
 //
 // Each way to obtain a token is a TokenSource, meant to sit behind the

@@ -209,4 +209,3 @@ func BenchmarkCreateToken(b *testing.B) {
 		}
 	})
 }
-

@@ -138,11 +138,14 @@ func newExchanger(source string, opts *ExchangeOptions) (exchanger, error) {
 	if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "http://") {
 		return newRESTExchanger(source, ep, opts)
 	}
-	if strings.Contains(ep, "://") && !strings.HasPrefix(ep, "dns://") {
-		return nil, configError(source, fmt.Errorf("endpoint %q: scheme not supported (want https:// for REST or host:port for gRPC)", ep))
+	if scheme, _, ok := strings.Cut(ep, ":"); ok && !grpcSchemes[scheme] && strings.Contains(ep, "://") {
+		return nil, configError(source, fmt.Errorf("endpoint %q: scheme not supported (want https:// for REST or a gRPC target)", ep))
 	}
 	return newGRPCExchanger(source, ep, opts)
 }
+
+// grpcSchemes are the gRPC target schemes an endpoint may use.
+var grpcSchemes = map[string]bool{"dns": true, "passthrough": true, "unix": true, "unix-abstract": true}
 
 func configError(source string, err error) *FetchError {
 	return &FetchError{Source: source, Err: err}
@@ -158,6 +161,22 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// isLocalTarget reports whether a gRPC target is on this machine: a
+// loopback host, or a Unix socket.
+func isLocalTarget(target string) bool {
+	if strings.HasPrefix(target, "unix:") || strings.HasPrefix(target, "unix-abstract:") {
+		return true
+	}
+	host := target
+	if u, err := url.Parse(target); err == nil && (u.Scheme == "dns" || u.Scheme == "passthrough") {
+		host = strings.TrimPrefix(u.Path, "/")
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return isLoopback(host)
+}
+
 // grpcExchanger calls IamTokenService.Create on one ClientConn.
 type grpcExchanger struct {
 	closed  atomic.Bool
@@ -169,16 +188,9 @@ type grpcExchanger struct {
 }
 
 func newGRPCExchanger(source, target string, opts *ExchangeOptions) (*grpcExchanger, error) {
-	host := target
-	if u, err := url.Parse(target); err == nil && u.Scheme == "dns" {
-		host = strings.TrimPrefix(u.Path, "/")
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
 	var tc credentials.TransportCredentials
 	if opts != nil && opts.Insecure {
-		if !isLoopback(host) {
+		if !isLocalTarget(target) {
 			return nil, configError(source, fmt.Errorf("endpoint %q: Insecure is only allowed for loopback addresses", target))
 		}
 		tc = insecure.NewCredentials()

@@ -291,6 +291,9 @@ func TestExchangeConfig(t *testing.T) {
 		{"cleartext REST to a remote host", &grpcauth.ExchangeOptions{Endpoint: "http://iam.example", Insecure: true}, "only allowed for loopback"},
 		{"http without Insecure", &grpcauth.ExchangeOptions{Endpoint: "http://127.0.0.1:1"}, "is not https"},
 		{"unknown scheme", &grpcauth.ExchangeOptions{Endpoint: "ftp://iam.example"}, "scheme not supported"},
+		{"cleartext over a Unix socket", &grpcauth.ExchangeOptions{Endpoint: "unix:///run/iam.sock", Insecure: true}, ""},
+		{"cleartext passthrough to loopback", &grpcauth.ExchangeOptions{Endpoint: "passthrough:///127.0.0.1:1", Insecure: true}, ""},
+		{"cleartext dns to a remote host", &grpcauth.ExchangeOptions{Endpoint: "dns:///iam.example:443", Insecure: true}, "only allowed for loopback"},
 		{"user info in the URL", &grpcauth.ExchangeOptions{Endpoint: "https://u:p@iam.example"}, "user information"},
 	}
 	for _, tt := range tests {

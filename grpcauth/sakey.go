@@ -83,12 +83,12 @@ func ServiceAccountKeyFromFile(path string) (*ServiceAccountKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		// The path is the user's own configuration, safe to show.
-		return nil, keyError(fmt.Errorf("read key file: %w", err))
+		return nil, configError(keyFileSourceName, fmt.Errorf("read key file: %w", err))
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxKeyFileSize+1))
 	if err != nil {
-		return nil, keyError(fmt.Errorf("read key file %s: %w", path, err))
+		return nil, configError(keyFileSourceName, fmt.Errorf("read key file %s: %w", path, err))
 	}
 	k, err := ServiceAccountKeyFromBytes(data)
 	if err != nil {
@@ -132,8 +132,10 @@ func ServiceAccountKeyFromBytes(data []byte) (*ServiceAccountKey, error) {
 	return k, nil
 }
 
+const keyFileSourceName = "service account key"
+
 func keyError(err error) error {
-	return &FetchError{Source: "service account key", Err: fmt.Errorf("invalid key: %w", err)}
+	return &FetchError{Source: keyFileSourceName, Err: fmt.Errorf("invalid key: %w", err)}
 }
 
 func parseKeyFile(data []byte) (*ServiceAccountKey, error) {

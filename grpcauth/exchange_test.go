@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/iamtoken/iamtoken-go/grpcauth"
@@ -466,6 +467,80 @@ func TestExchangeAfterClose(t *testing.T) {
 			_, err = src.Token(context.Background())
 			if err == nil || !strings.Contains(err.Error(), "source is closed") || grpcauth.IsTemporary(err) {
 				t.Fatalf("Token after Close: %v, want a final 'source is closed'", err)
+			}
+		})
+	}
+}
+
+// TestGRPCExchangeOverTLS checks that gRPC, too, uses TLS unless told
+// otherwise.
+func TestGRPCExchangeOverTLS(t *testing.T) {
+	// httptest makes a certificate for 127.0.0.1 and a pool that trusts it.
+	certSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	cert := certSrv.TLS.Certificates[0]
+	roots := certSrv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	certSrv.Close()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	iamv1.RegisterIamTokenServiceServer(srv, &badIssuer{resp: &iamv1.IamTokenServiceCreateResponse{
+		IamToken: "t1.tls", ExpiresAt: timestamppb.New(time.Now().Add(time.Hour))}})
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(lis) }()
+	defer func() { srv.Stop(); <-done }()
+
+	tests := []struct {
+		name    string
+		opts    *grpcauth.ExchangeOptions
+		wantErr string
+	}{
+		{"trusted roots", &grpcauth.ExchangeOptions{TLSConfig: roots}, ""},
+		{"system roots", &grpcauth.ExchangeOptions{}, "certificate"},
+		{"cleartext to a TLS server", &grpcauth.ExchangeOptions{Insecure: true}, "Unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.Endpoint = lis.Addr().String()
+			tt.opts.GRPCMethod = grpcauth.CreateMethod
+			src := newOAuthSource(t, "y0_token", tt.opts)
+			tok, err := src.Token(context.Background())
+			if tt.wantErr == "" {
+				if err != nil || tok.Value != "t1.tls" {
+					t.Fatalf("Token = %v, %v; want t1.tls", tok, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Token = %v, %v; want an error mentioning %q", tok, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestExchangeConcurrentCallers runs many exchanges at once on one source
+// (for the race detector: sources must be safe for concurrent use).
+func TestExchangeConcurrentCallers(t *testing.T) {
+	ep := iamtest.NewTokenEndpoint()
+	defer ep.Close()
+	ep.AddKeyFile(testKey())
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			src := newKeySource(t, tr.opts(ep))
+			const n = 8
+			errs := make(chan error, n)
+			for i := 0; i < n; i++ {
+				go func() {
+					_, err := src.Token(context.Background())
+					errs <- err
+				}()
+			}
+			for i := 0; i < n; i++ {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}

@@ -23,8 +23,11 @@
 // # Keys
 //
 // keys.go: the signing key rotates on a schedule (a goroutine owned by the
-// Server, stopped by Close). The JWKS holds the current key and every
-// retired key that may have signed a token still alive.
+// Server, stopped by Close). The next key is published ten minutes before
+// it signs anything, longer than validators may cache the JWKS; the JWKS
+// holds it, the current key, and every retired key that may have signed a
+// token still alive. Private signing keys live in the Store, which the
+// SQLite implementation encrypts at rest.
 //
 // # Management
 //

@@ -41,6 +41,9 @@ type signer struct {
 // serving the JWKS never take a lock.
 type keySet struct {
 	current *signer
+	// pending is the published key that takes over from current at its
+	// createdAt, or nil.
+	pending *signer
 	public  map[string]*ecdsa.PublicKey
 	jwks    []byte
 	etag    string
@@ -89,7 +92,9 @@ func parseSigningKey(k *SigningKey) (*ecdsa.PrivateKey, error) {
 }
 
 // buildKeySet makes a snapshot from stored keys (newest first), keeping the
-// keys that may have signed a token still alive at now.
+// keys that may have signed a token still alive at now, and the next key,
+// published ahead of its activation. The current key is the newest one
+// active at now: created no later than now and not yet retired.
 func buildKeySet(keys []*SigningKey, now time.Time) (*keySet, error) {
 	ks := &keySet{public: make(map[string]*ecdsa.PublicKey)}
 	doc := struct {
@@ -103,8 +108,12 @@ func buildKeySet(keys []*SigningKey, now time.Time) (*keySet, error) {
 		if err != nil {
 			return nil, err
 		}
-		if k.RetiredAt.IsZero() && ks.current == nil {
+		active := !k.CreatedAt.After(now) && (k.RetiredAt.IsZero() || k.RetiredAt.After(now))
+		if active && ks.current == nil {
 			ks.current = &signer{id: k.ID, key: priv, createdAt: k.CreatedAt}
+		}
+		if k.CreatedAt.After(now) && k.RetiredAt.IsZero() {
+			ks.pending = &signer{id: k.ID, key: priv, createdAt: k.CreatedAt}
 		}
 		pub, err := priv.PublicKey.ECDH()
 		if err != nil {
@@ -132,25 +141,36 @@ func buildKeySet(keys []*SigningKey, now time.Time) (*keySet, error) {
 	return ks, nil
 }
 
-// Rotate makes a new signing key the current one now. The previous key stays
-// published until every token it signed has expired. The server calls it on
-// its rotation schedule; operators may call it to rotate early.
+// Rotate makes a new signing key the current one now, without waiting for
+// validators to see it published: use it when the current key must stop
+// signing at once. Tokens it signed stay verifiable until they expire.
+// Scheduled rotations instead publish the next key prepublish ahead of its
+// use.
 func (s *Server) Rotate(ctx context.Context) error {
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
-	return s.rotateLocked(ctx)
+	return s.rotateLocked(ctx, s.now())
 }
 
-func (s *Server) rotateLocked(ctx context.Context) error {
-	k, err := newSigningKey(s.now())
+// rotateLocked stores a new key that becomes current at activateAt, when
+// the previous one retires.
+func (s *Server) rotateLocked(ctx context.Context, activateAt time.Time) error {
+	k, err := newSigningKey(activateAt)
 	if err != nil {
 		return err
 	}
 	if err := s.store.RotateSigningKey(ctx, k); err != nil {
 		return fmt.Errorf("iamserver: rotate signing key: %w", err)
 	}
-	s.logger.Info("iamserver: signing key rotated", "kid", k.ID)
+	s.logger.Info("iamserver: new signing key", "kid", k.ID, "active_from", activateAt)
 	return s.reloadKeysLocked(ctx)
+}
+
+// prepublish is how long before it signs anything a scheduled key appears
+// in the JWKS: longer than validators may cache the JWKS (jwksMaxAge), so
+// that none meets a token whose kid it has not seen.
+func (s *Server) prepublish() time.Duration {
+	return min(2*jwksMaxAge, s.opts.KeyRotationInterval/2)
 }
 
 // reloadKeysLocked rebuilds the snapshot from the store, forgetting keys and
@@ -184,15 +204,21 @@ func (s *Server) maintainKeys(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("iamserver: load signing keys: %w", err)
 	}
-	var current *SigningKey
+	// The newest key, possibly still waiting for its activation.
+	var latest *SigningKey
 	for _, k := range keys {
 		if k.RetiredAt.IsZero() {
-			current = k
+			latest = k
 			break
 		}
 	}
-	if current == nil || !s.now().Before(current.CreatedAt.Add(s.opts.KeyRotationInterval)) {
-		return s.rotateLocked(ctx)
+	now := s.now()
+	if latest == nil {
+		return s.rotateLocked(ctx, now)
+	}
+	if !now.Before(latest.CreatedAt.Add(s.opts.KeyRotationInterval - s.prepublish())) {
+		// Due: the next key is published now and signs from prepublish on.
+		return s.rotateLocked(ctx, now.Add(s.prepublish()))
 	}
 	return s.reloadKeysLocked(ctx)
 }
@@ -202,12 +228,21 @@ func (s *Server) JWKS() []byte {
 	return append([]byte(nil), s.keys.Load().jwks...)
 }
 
+// signerAt answers the key that signs at now: the pending key once its
+// time has come, so the switch is exact whenever the snapshot is rebuilt.
+func (ks *keySet) signerAt(now time.Time) *signer {
+	if ks.pending != nil && !now.Before(ks.pending.createdAt) {
+		return ks.pending
+	}
+	return ks.current
+}
+
 // CurrentKeyID is the kid of the key that signs tokens now.
-func (s *Server) CurrentKeyID() string { return s.keys.Load().current.id }
+func (s *Server) CurrentKeyID() string { return s.keys.Load().signerAt(s.now()).id }
 
 // sign signs claims with the current key.
 func (s *Server) sign(claims jwt.Claims, header map[string]any) (string, error) {
-	cur := s.keys.Load().current
+	cur := s.keys.Load().signerAt(s.now())
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = cur.id
 	for k, v := range header {

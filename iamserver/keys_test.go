@@ -35,65 +35,69 @@ func jwksKIDs(t *testing.T, doc []byte) []string {
 func TestKeyRotation(t *testing.T) {
 	env := newTestEnv(t, func(o *Options) { o.KeyRotationInterval = 24 * time.Hour })
 	ctx := context.Background()
-	kid := func() string { return env.srv.keys.Load().current.id }
+	kid := env.srv.CurrentKeyID
+	maintain := func() {
+		t.Helper()
+		if err := env.srv.maintainKeys(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issue := func() IssuedToken {
+		t.Helper()
+		tok, err := env.srv.IssueToken("user-alice", iamjwt.SubjectUserAccount)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	sorted := func(ids ...string) []string { slices.Sort(ids); return ids }
+	prepublish := 2 * jwksMaxAge
 
 	first := kid()
-	before, err := env.srv.IssueToken("user-alice", iamjwt.SubjectUserAccount)
-	if err != nil {
-		t.Fatal(err)
+	firstToken := issue()
+
+	// Not due yet: maintenance keeps the key and publishes nothing new.
+	env.clock.Advance(24*time.Hour - prepublish - time.Second)
+	maintain()
+	if kid() != first || len(jwksKIDs(t, env.srv.JWKS())) != 1 {
+		t.Fatalf("rotated before it was due")
 	}
 
-	// Not due yet: maintenance keeps the key.
-	env.clock.Advance(23 * time.Hour)
-	if err := env.srv.maintainKeys(ctx); err != nil {
-		t.Fatal(err)
+	// Due: the next key is published, but the current one keeps signing
+	// until validators caching the JWKS have had time to see the next.
+	env.clock.Advance(time.Second)
+	maintain()
+	keys := jwksKIDs(t, env.srv.JWKS())
+	if len(keys) != 2 || kid() != first {
+		t.Fatalf("after the due maintenance: JWKS %v, signing with %s; want two keys, still %s", keys, kid(), first)
 	}
-	if kid() != first {
-		t.Fatalf("key rotated before it was due")
-	}
-	before2, err := env.srv.IssueToken("user-alice", iamjwt.SubjectUserAccount)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// Due: the next maintenance rotates.
-	env.clock.Advance(time.Hour)
-	if err := env.srv.maintainKeys(ctx); err != nil {
-		t.Fatal(err)
-	}
-	second := kid()
+	second := keys[0]
 	if second == first {
-		t.Fatalf("key not rotated when due")
+		second = keys[1]
 	}
-	after, err := env.srv.IssueToken("user-alice", iamjwt.SubjectUserAccount)
-	if err != nil {
-		t.Fatal(err)
+	beforeSwitch := issue()
+
+	// prepublish later the next key signs, without another maintenance.
+	env.clock.Advance(prepublish)
+	if kid() != second {
+		t.Fatalf("signing with %s after the activation, want %s", kid(), second)
 	}
-	want := []string{first, second}
-	slices.Sort(want)
-	if diff := cmp.Diff(want, jwksKIDs(t, env.srv.JWKS())); diff != "" {
-		t.Errorf("JWKS after rotation (-want +got):\n%s", diff)
-	}
-	// A token signed before the rotation still verifies with the JWKS.
+	afterSwitch := issue()
 	now := env.clock.Now()
-	if _, err := verifyWithJWKS(t, env.srv.JWKS(), before2.Value, now); err != nil {
-		t.Errorf("token signed before the rotation: %v", err)
+	for name, tok := range map[string]IssuedToken{"signed before the rotation": beforeSwitch, "signed after it": afterSwitch} {
+		if _, err := verifyWithJWKS(t, env.srv.JWKS(), tok.Value, now); err != nil {
+			t.Errorf("token %s: %v", name, err)
+		}
 	}
-	if _, err := verifyWithJWKS(t, env.srv.JWKS(), after.Value, now); err != nil {
-		t.Errorf("token signed after the rotation: %v", err)
-	}
-	// The first token has expired by now, but its key is still published:
-	// the key stays until the newest token it signed (before2) expires.
-	if _, err := verifyWithJWKS(t, env.srv.JWKS(), before.Value, before.ExpiresAt.Add(-time.Second)); err != nil {
-		t.Errorf("token signed by the old key, at its last second: %v", err)
+	// The first token is close to its expiry; its key is still published.
+	if _, err := verifyWithJWKS(t, env.srv.JWKS(), firstToken.Value, firstToken.ExpiresAt.Add(-time.Second)); err != nil {
+		t.Errorf("first token, at its last second: %v", err)
 	}
 
-	// Once every token of the old key has expired (plus leeway), the key is
-	// unpublished and deleted.
+	// Once every token the old key signed has expired (plus leeway), the key
+	// is unpublished and deleted.
 	env.clock.Advance(iamjwt.MaxLifetime + publishLeeway + time.Second)
-	if err := env.srv.maintainKeys(ctx); err != nil {
-		t.Fatal(err)
-	}
+	maintain()
 	if diff := cmp.Diff([]string{second}, jwksKIDs(t, env.srv.JWKS())); diff != "" {
 		t.Errorf("JWKS after the old key's tokens expired (-want +got):\n%s", diff)
 	}
@@ -105,24 +109,27 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("stored signing keys = %v, want only %s", stored, second)
 	}
 
-	// An explicit Rotate works at any time.
+	// An explicit Rotate switches at once and keeps the old key published.
 	if err := env.srv.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if kid() == second {
-		t.Errorf("Rotate did not change the current key")
+		t.Errorf("Rotate did not change the signing key")
+	}
+	if diff := cmp.Diff(sorted(second, kid()), jwksKIDs(t, env.srv.JWKS())); diff != "" {
+		t.Errorf("JWKS after Rotate (-want +got):\n%s", diff)
 	}
 }
 
 func TestNewReusesStoredKey(t *testing.T) {
 	env := newTestEnv(t)
-	first := env.srv.keys.Load().current.id
+	first := env.srv.CurrentKeyID()
 	again, err := New(context.Background(), Options{Store: env.store, Now: env.clock.Now, Logger: discardLogger, DisableBackgroundRotation: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	if got := again.keys.Load().current.id; got != first {
+	if got := again.CurrentKeyID(); got != first {
 		t.Errorf("restarted server signs with %s, want the stored %s", got, first)
 	}
 }

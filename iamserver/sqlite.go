@@ -99,6 +99,9 @@ func OpenSQLite(ctx context.Context, path string, dataKey []byte) (*SQLiteStore,
 	if err != nil {
 		return nil, err
 	}
+	if path == "" {
+		return nil, errors.New("iamserver: empty database path")
+	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
@@ -107,7 +110,9 @@ func OpenSQLite(ctx context.Context, path string, dataKey []byte) (*SQLiteStore,
 	// A write transaction takes the write lock when it begins, so two
 	// writers never deadlock upgrading read locks.
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	// The path goes into a URI: escape it, so that '%', '?' or '#' in a
+	// directory name are not read as escapes, a query or a fragment.
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("iamserver: open %s: %w", path, err)
 	}

@@ -124,7 +124,7 @@ func TestSQLiteRestartServesEverything(t *testing.T) {
 	}
 }
 
-func TestSQLiteRefusesAnotherDataKey(t *testing.T) {
+func TestSQLiteRefusesBadArguments(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "iam.db")
 	k1, _ := NewDataKey()
 	k2, _ := NewDataKey()
@@ -135,6 +135,22 @@ func TestSQLiteRefusesAnotherDataKey(t *testing.T) {
 	}
 	if _, err := OpenSQLite(context.Background(), path, k1[:16]); err == nil {
 		t.Fatal("opened with a short data key")
+	}
+	if _, err := OpenSQLite(context.Background(), "", k1); err == nil {
+		t.Fatal("opened an empty path")
+	}
+}
+
+func TestSQLiteOddPath(t *testing.T) {
+	// Characters that mean something in a URI must stay part of the name.
+	dir := filepath.Join(t.TempDir(), "a b%20c?d#e")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := NewDataKey()
+	openTestSQLite(t, filepath.Join(dir, "iam.db"), k).Close()
+	if _, err := os.Stat(filepath.Join(dir, "iam.db")); err != nil {
+		t.Fatalf("database not where asked: %v", err)
 	}
 }
 

@@ -62,18 +62,18 @@ type Config struct {
 
 // Server is a running demo server.
 type Server struct {
-	dir     string
-	log     *slog.Logger
-	store   *iamserver.SQLiteStore
-	issuer  *iamserver.Server
-	valid   *interceptors.Validator
-	grpcSrv *grpc.Server
-	httpSrv *http.Server
-	grpcLis net.Listener
-	httpLis net.Listener
-	health  *health.Server
-	wg      sync.WaitGroup // the two Serve goroutines
-	once    sync.Once
+	dir      string
+	log      *slog.Logger
+	store    *iamserver.SQLiteStore
+	issuer   *iamserver.Server
+	valid    *interceptors.Validator
+	grpcSrv  *grpc.Server
+	httpSrv  *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	health   *health.Server
+	wg       sync.WaitGroup // the two Serve goroutines
+	once     sync.Once
 	closeErr error
 
 	// ServiceAccountID is the demo service account's ID.

@@ -96,6 +96,9 @@ var (
 //   - a call with no valid token fails at once with the last fetch error,
 //     instead of piling onto an upstream that just failed.
 //
+// Fetches run under a context of the cache's own, so values carried by a
+// caller's context do not reach the source.
+//
 // # Goroutines
 //
 // The only goroutine a cache starts is the one running the current fetch;
@@ -317,7 +320,7 @@ func (c *CachedSource) entry(ctx context.Context) (*cacheEntry, error) {
 			return e, nil
 		}
 		if now < e.expireAt {
-			if c.inflight.Load() == nil && now >= c.retryAt.Load() {
+			if c.inflight.Load() == nil && !c.backingOff(now) {
 				c.refresh()
 			}
 			return e, nil
@@ -333,10 +336,19 @@ func (c *CachedSource) refresh() {
 	defer c.mu.Unlock()
 	now := c.opts.now().UnixNano()
 	e := c.current.Load()
-	if c.closed || e == nil || now < e.staleAt || c.inflight.Load() != nil || now < c.retryAt.Load() {
+	if c.closed || e == nil || now < e.staleAt || c.inflight.Load() != nil || c.backingOff(now) {
 		return
 	}
 	c.startLocked(true)
+}
+
+// backingOff reports whether a failed fetch's backoff still runs at now. A
+// retry time further away than the longest backoff means the wall clock
+// was set back since it was chosen: the backoff is then over, rather than
+// lasting as long as the clock went back.
+func (c *CachedSource) backingOff(now int64) bool {
+	retry := c.retryAt.Load()
+	return now < retry && retry-now <= int64(c.opts.maxBackoff)
 }
 
 // wait is the slow path: there is no valid token. It joins the running
@@ -358,11 +370,11 @@ func (c *CachedSource) wait(ctx context.Context) (*cacheEntry, error) {
 	}
 	call := c.inflight.Load()
 	if call == nil {
-		if retry := c.retryAt.Load(); now < retry {
+		if c.backingOff(now) {
 			err := c.lastErr
 			c.mu.Unlock()
 			return nil, fmt.Errorf("grpcauth: no valid token, next fetch in %v: %w",
-				time.Duration(retry-now).Round(time.Millisecond), err)
+				time.Duration(c.retryAt.Load()-now).Round(time.Millisecond), err)
 		}
 		call = c.startLocked(false)
 	}

@@ -531,6 +531,23 @@ func TestCacheNoValidTokenFailsFastDuringBackoff(t *testing.T) {
 	}
 }
 
+func TestCacheBackoffSurvivesTheClockGoingBack(t *testing.T) {
+	clock := newFakeClock()
+	src := newFakeSource(clock, 12*time.Hour)
+	src.setErr(errOutage)
+	c := newTestCache(t, src, clock, WithBackoff(10*time.Second, time.Minute))
+	if _, err := c.Token(context.Background()); !errors.Is(err, errOutage) {
+		t.Fatalf("first Token: %v, want the outage", err)
+	}
+	// NTP sets the clock back an hour: the 5 s backoff must not become
+	// 1 h 5 s.
+	clock.Advance(-time.Hour)
+	src.setErr(nil)
+	if got := mustToken(t, c); got != "token-2" {
+		t.Errorf("after the clock went back: %q, want token-2", got)
+	}
+}
+
 func TestCacheBackoff(t *testing.T) {
 	tests := []struct {
 		name     string

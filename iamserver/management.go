@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -156,7 +157,7 @@ func (f *AuthorizedKeyFile) GoString() string { return f.String() }
 func (s *Server) CreateAuthorizedKey(ctx context.Context, serviceAccountID, description string, bits int) (*AuthorizedKey, *AuthorizedKeyFile, error) {
 	alg := map[int]string{2048: "RSA_2048", 4096: "RSA_4096"}[bits]
 	if alg == "" {
-		return nil, nil, invalidArgument("key_algorithm", "RSA_2048 or RSA_4096")
+		return nil, nil, fmt.Errorf("iamserver: key size %d bits: want 2048 or 4096", bits)
 	}
 	priv, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {

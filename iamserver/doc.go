@@ -27,7 +27,8 @@
 // it signs anything, longer than validators may cache the JWKS; the JWKS
 // holds it, the current key, and every retired key that may have signed a
 // token still alive. Private signing keys live in the Store, which the
-// SQLite implementation encrypts at rest.
+// SQLite implementation encrypts at rest, or come from PEM files the
+// operator provides (Options.SigningKeyFiles, keyfiles.go).
 //
 // # Management
 //

@@ -147,6 +147,9 @@ func buildKeySet(keys []*SigningKey, now time.Time) (*keySet, error) {
 // Scheduled rotations instead publish the next key prepublish ahead of its
 // use.
 func (s *Server) Rotate(ctx context.Context) error {
+	if s.staticKeys != nil {
+		return errStaticKeys
+	}
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
 	return s.rotateLocked(ctx, s.now())
@@ -196,10 +199,24 @@ func (s *Server) reloadKeysLocked(ctx context.Context) error {
 }
 
 // maintainKeys rotates the signing key when it is due and otherwise drops
-// keys whose tokens have all expired from the JWKS.
+// keys whose tokens have all expired from the JWKS. With operator-provided
+// keys it only prunes the revocation list.
 func (s *Server) maintainKeys(ctx context.Context) error {
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
+	if s.staticKeys != nil {
+		// Nothing to rotate; the revocation list still needs pruning.
+		now := s.now()
+		if err := s.store.DeleteRevocationsExpiredBefore(ctx, now.Add(-publishLeeway)); err != nil {
+			return fmt.Errorf("iamserver: prune revocations: %w", err)
+		}
+		ks, err := buildKeySet(s.staticKeys, now)
+		if err != nil {
+			return err
+		}
+		s.keys.Store(ks)
+		return nil
+	}
 	keys, err := s.store.SigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("iamserver: load signing keys: %w", err)

@@ -59,6 +59,13 @@ type Options struct {
 	// DisableBackgroundRotation stops New from starting the goroutine that
 	// rotates keys on schedule; the owner then calls Rotate itself. Optional.
 	DisableBackgroundRotation bool
+	// SigningKeyFiles are PEM files with P-256 private keys that the
+	// operator provides instead of keys generated and kept in the Store.
+	// Optional. The first signs; all are published. Nothing rotates them:
+	// the operator adds the next key second, restarts, moves it first once
+	// validators have refetched the JWKS, and drops the old one 12 hours
+	// later.
+	SigningKeyFiles []string
 }
 
 func (o *Options) validateAndFill() error {
@@ -115,6 +122,9 @@ type Server struct {
 	keys atomic.Pointer[keySet]
 	// rotateMu serializes rotations and reloads of keys.
 	rotateMu sync.Mutex
+	// staticKeys holds the keys from Options.SigningKeyFiles; nil when the
+	// Store keeps generated keys. Written only by New.
+	staticKeys []*SigningKey
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -140,10 +150,17 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.oauth[sha256.Sum256([]byte(tok))] = user
 	}
 	s.opts.OAuthTokens = nil
+	if len(opts.SigningKeyFiles) > 0 {
+		keys, err := loadSigningKeyFiles(opts.SigningKeyFiles)
+		if err != nil {
+			return nil, err
+		}
+		s.staticKeys = keys
+	}
 	if err := s.maintainKeys(ctx); err != nil {
 		return nil, err
 	}
-	if opts.DisableBackgroundRotation {
+	if s.opts.DisableBackgroundRotation {
 		close(s.done)
 		return s, nil
 	}

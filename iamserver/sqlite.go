@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	"modernc.org/sqlite"
@@ -101,6 +102,14 @@ func OpenSQLite(ctx context.Context, path string, dataKey []byte) (*SQLiteStore,
 	}
 	if path == "" {
 		return nil, errors.New("iamserver: empty database path")
+	}
+	// Create the file owner-only: SQLite gives its -wal and -shm files the
+	// database file's permissions. Nothing in it is a secret in the clear,
+	// but account metadata is nobody else's business either.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("iamserver: create %s: %w", path, err)
 	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")

@@ -76,6 +76,11 @@ func TestSQLiteRestartServesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	for _, f := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want owner-only", filepath.Base(f), fi.Mode().Perm())
+		}
+	}
 	// The secrets are not in the files in the clear.
 	for _, f := range []string{path, path + "-wal"} {
 		b, err := os.ReadFile(f)

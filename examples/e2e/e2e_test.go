@@ -1,26 +1,19 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
@@ -28,90 +21,6 @@ import (
 	"github.com/iamtoken/iamtoken-go/grpcauth"
 	iamv1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/iam/v1"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// build compiles the two demo binaries once per test run.
-func build(t *testing.T) (server, client string) {
-	t.Helper()
-	dir := t.TempDir()
-	server, client = filepath.Join(dir, "server"), filepath.Join(dir, "client")
-	for bin, pkg := range map[string]string{server: "../server", client: "../client"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	return server, client
-}
-
-type serverProc struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	mu       sync.Mutex // guards logs
-	logs     bytes.Buffer
-	done     chan struct{}
-}
-
-func (p *serverProc) Logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-var startedLine = regexp.MustCompile(`msg="demo server started" grpc=(\S+)`)
-
-// startServer runs the server binary on free loopback ports and waits for
-// the line that says where it listens.
-func startServer(t *testing.T, bin, dataDir string) *serverProc {
-	t.Helper()
-	p := &serverProc{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data-dir", dataDir)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := startedLine.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	select {
-	case p.grpcAddr = <-addr:
-	case <-p.done:
-		t.Fatalf("server exited before listening:\n%s", p.Logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("server did not start in 60s:\n%s", p.Logs())
-	}
-	return p
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *serverProc) stop(t *testing.T) {
-	t.Helper()
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.done
-	if err := p.cmd.Wait(); err != nil {
-		t.Errorf("server exit after SIGTERM: %v\n%s", err, p.Logs())
-	}
-}
 
 func TestDemoEndToEnd(t *testing.T) {
 	if testing.Short() {
@@ -171,24 +80,6 @@ func TestDemoEndToEnd(t *testing.T) {
 	if strings.Contains(logs, strings.TrimSpace(string(oauth))) || strings.Contains(logs, "PRIVATE KEY") || strings.Contains(logs, "Bearer ") {
 		t.Errorf("server logs hold a credential")
 	}
-}
-
-func dial(t *testing.T, addr, dataDir string, src grpcauth.TokenSource) *grpc.ClientConn {
-	t.Helper()
-	pool, err := demo.CertPool(filepath.Join(dataDir, demo.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))}
-	if src != nil {
-		opts = append(opts, grpcauth.WithTokenSource(src))
-	}
-	conn, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 // checkHealthAndReflection calls health and reflection with no credentials.

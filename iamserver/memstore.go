@@ -54,6 +54,7 @@ func page[T any](m map[string]T, id func(*T) string, match func(*T) bool, p Page
 	return out
 }
 
+// CreateServiceAccount implements Store.
 func (s *MemoryStore) CreateServiceAccount(ctx context.Context, sa *ServiceAccount) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -69,6 +70,7 @@ func (s *MemoryStore) CreateServiceAccount(ctx context.Context, sa *ServiceAccou
 	return nil
 }
 
+// GetServiceAccount implements Store.
 func (s *MemoryStore) GetServiceAccount(ctx context.Context, id string) (*ServiceAccount, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -79,6 +81,7 @@ func (s *MemoryStore) GetServiceAccount(ctx context.Context, id string) (*Servic
 	return &sa, nil
 }
 
+// ListServiceAccounts implements Store.
 func (s *MemoryStore) ListServiceAccounts(ctx context.Context, createdBy string, p Page) ([]*ServiceAccount, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -86,6 +89,7 @@ func (s *MemoryStore) ListServiceAccounts(ctx context.Context, createdBy string,
 		func(v *ServiceAccount) bool { return v.CreatedBy == createdBy }, p), nil
 }
 
+// DeleteServiceAccount implements Store.
 func (s *MemoryStore) DeleteServiceAccount(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,6 +111,7 @@ func (s *MemoryStore) DeleteServiceAccount(ctx context.Context, id string) error
 	return nil
 }
 
+// CreateAuthorizedKey implements Store.
 func (s *MemoryStore) CreateAuthorizedKey(ctx context.Context, k *AuthorizedKey) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -120,6 +125,7 @@ func (s *MemoryStore) CreateAuthorizedKey(ctx context.Context, k *AuthorizedKey)
 	return nil
 }
 
+// GetAuthorizedKey implements Store.
 func (s *MemoryStore) GetAuthorizedKey(ctx context.Context, id string) (*AuthorizedKey, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -130,6 +136,7 @@ func (s *MemoryStore) GetAuthorizedKey(ctx context.Context, id string) (*Authori
 	return &k, nil
 }
 
+// ListAuthorizedKeys implements Store.
 func (s *MemoryStore) ListAuthorizedKeys(ctx context.Context, serviceAccountID string, p Page) ([]*AuthorizedKey, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -137,6 +144,7 @@ func (s *MemoryStore) ListAuthorizedKeys(ctx context.Context, serviceAccountID s
 		func(v *AuthorizedKey) bool { return v.ServiceAccountID == serviceAccountID }, p), nil
 }
 
+// DeleteAuthorizedKey implements Store.
 func (s *MemoryStore) DeleteAuthorizedKey(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -147,6 +155,7 @@ func (s *MemoryStore) DeleteAuthorizedKey(ctx context.Context, id string) error 
 	return nil
 }
 
+// CreateAccessKey implements Store.
 func (s *MemoryStore) CreateAccessKey(ctx context.Context, k *AccessKeyRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,6 +175,7 @@ func (s *MemoryStore) CreateAccessKey(ctx context.Context, k *AccessKeyRecord) e
 	return nil
 }
 
+// GetAccessKey implements Store.
 func (s *MemoryStore) GetAccessKey(ctx context.Context, id string) (*AccessKeyRecord, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -177,6 +187,7 @@ func (s *MemoryStore) GetAccessKey(ctx context.Context, id string) (*AccessKeyRe
 	return &k, nil
 }
 
+// ListAccessKeys implements Store.
 func (s *MemoryStore) ListAccessKeys(ctx context.Context, serviceAccountID string, p Page) ([]*AccessKeyRecord, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -188,6 +199,7 @@ func (s *MemoryStore) ListAccessKeys(ctx context.Context, serviceAccountID strin
 	return out, nil
 }
 
+// DeleteAccessKey implements Store.
 func (s *MemoryStore) DeleteAccessKey(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,6 +229,7 @@ func (s *MemoryStore) LookupAccessKey(ctx context.Context, keyID string) (*inter
 	}, nil
 }
 
+// RotateSigningKey implements Store.
 func (s *MemoryStore) RotateSigningKey(ctx context.Context, next *SigningKey) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -236,6 +249,7 @@ func (s *MemoryStore) RotateSigningKey(ctx context.Context, next *SigningKey) er
 	return nil
 }
 
+// SigningKeys implements Store.
 func (s *MemoryStore) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -265,6 +279,7 @@ func sortSigningKeys(keys []*SigningKey) {
 	})
 }
 
+// DeleteSigningKeysRetiredBefore implements Store.
 func (s *MemoryStore) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,6 +291,7 @@ func (s *MemoryStore) DeleteSigningKeysRetiredBefore(ctx context.Context, t time
 	return nil
 }
 
+// Revoke implements Store.
 func (s *MemoryStore) Revoke(ctx context.Context, tokenID string, expiresAt time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,6 +307,7 @@ func (s *MemoryStore) IsRevoked(ctx context.Context, tokenID string) (bool, erro
 	return ok, nil
 }
 
+// DeleteRevocationsExpiredBefore implements Store.
 func (s *MemoryStore) DeleteRevocationsExpiredBefore(ctx context.Context, t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

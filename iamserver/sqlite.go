@@ -258,6 +258,7 @@ func limitOf(p Page) int {
 	return p.Limit
 }
 
+// CreateServiceAccount implements Store.
 func (s *SQLiteStore) CreateServiceAccount(ctx context.Context, sa *ServiceAccount) error {
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO service_accounts (id, name, description, created_by, created_at) VALUES (?, ?, ?, ?, ?)`,
@@ -280,6 +281,7 @@ func scanServiceAccount(r scanner) (*ServiceAccount, error) {
 	return &sa, nil
 }
 
+// GetServiceAccount implements Store.
 func (s *SQLiteStore) GetServiceAccount(ctx context.Context, id string) (*ServiceAccount, error) {
 	sa, err := scanServiceAccount(s.db.QueryRowContext(ctx,
 		`SELECT id, name, description, created_by, created_at FROM service_accounts WHERE id = ?`, id))
@@ -310,18 +312,21 @@ func list[T any](ctx context.Context, db *sql.DB, scan func(scanner) (*T, error)
 	return out, nil
 }
 
+// ListServiceAccounts implements Store.
 func (s *SQLiteStore) ListServiceAccounts(ctx context.Context, createdBy string, p Page) ([]*ServiceAccount, error) {
 	return list(ctx, s.db, scanServiceAccount,
 		`SELECT id, name, description, created_by, created_at FROM service_accounts
 		 WHERE created_by = ? AND id > ? ORDER BY id LIMIT ?`, createdBy, p.After, limitOf(p))
 }
 
+// DeleteServiceAccount implements Store.
 func (s *SQLiteStore) DeleteServiceAccount(ctx context.Context, id string) error {
 	// ON DELETE CASCADE removes its keys and access keys in the same
 	// statement, hence the same transaction.
 	return s.deleteOne(ctx, `DELETE FROM service_accounts WHERE id = ?`, "service account", id)
 }
 
+// CreateAuthorizedKey implements Store.
 func (s *SQLiteStore) CreateAuthorizedKey(ctx context.Context, k *AuthorizedKey) error {
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO authorized_keys (id, service_account_id, description, algorithm, public_key, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -342,6 +347,7 @@ func scanAuthorizedKey(r scanner) (*AuthorizedKey, error) {
 	return &k, nil
 }
 
+// GetAuthorizedKey implements Store.
 func (s *SQLiteStore) GetAuthorizedKey(ctx context.Context, id string) (*AuthorizedKey, error) {
 	k, err := scanAuthorizedKey(s.db.QueryRowContext(ctx,
 		`SELECT id, service_account_id, description, algorithm, public_key, created_at FROM authorized_keys WHERE id = ?`, id))
@@ -351,18 +357,21 @@ func (s *SQLiteStore) GetAuthorizedKey(ctx context.Context, id string) (*Authori
 	return k, nil
 }
 
+// ListAuthorizedKeys implements Store.
 func (s *SQLiteStore) ListAuthorizedKeys(ctx context.Context, serviceAccountID string, p Page) ([]*AuthorizedKey, error) {
 	return list(ctx, s.db, scanAuthorizedKey,
 		`SELECT id, service_account_id, description, algorithm, public_key, created_at FROM authorized_keys
 		 WHERE service_account_id = ? AND id > ? ORDER BY id LIMIT ?`, serviceAccountID, p.After, limitOf(p))
 }
 
+// DeleteAuthorizedKey implements Store.
 func (s *SQLiteStore) DeleteAuthorizedKey(ctx context.Context, id string) error {
 	return s.deleteOne(ctx, `DELETE FROM authorized_keys WHERE id = ?`, "key", id)
 }
 
 func accessKeyAAD(id string) string { return "access_keys:" + id }
 
+// CreateAccessKey implements Store.
 func (s *SQLiteStore) CreateAccessKey(ctx context.Context, k *AccessKeyRecord) error {
 	sealed, err := s.sealer.seal(k.Secret, accessKeyAAD(k.ID))
 	if err != nil {
@@ -400,6 +409,7 @@ func (s *SQLiteStore) scanAccessKey(withSecret bool) func(scanner) (*AccessKeyRe
 
 const accessKeyColumns = `id, key_id, service_account_id, description, secret, created_at`
 
+// GetAccessKey implements Store.
 func (s *SQLiteStore) GetAccessKey(ctx context.Context, id string) (*AccessKeyRecord, error) {
 	k, err := s.scanAccessKey(true)(s.db.QueryRowContext(ctx,
 		`SELECT `+accessKeyColumns+` FROM access_keys WHERE id = ?`, id))
@@ -409,12 +419,14 @@ func (s *SQLiteStore) GetAccessKey(ctx context.Context, id string) (*AccessKeyRe
 	return k, nil
 }
 
+// ListAccessKeys implements Store.
 func (s *SQLiteStore) ListAccessKeys(ctx context.Context, serviceAccountID string, p Page) ([]*AccessKeyRecord, error) {
 	return list(ctx, s.db, s.scanAccessKey(false),
 		`SELECT `+accessKeyColumns+` FROM access_keys
 		 WHERE service_account_id = ? AND id > ? ORDER BY id LIMIT ?`, serviceAccountID, p.After, limitOf(p))
 }
 
+// DeleteAccessKey implements Store.
 func (s *SQLiteStore) DeleteAccessKey(ctx context.Context, id string) error {
 	return s.deleteOne(ctx, `DELETE FROM access_keys WHERE id = ?`, "access key", id)
 }
@@ -434,6 +446,7 @@ func (s *SQLiteStore) LookupAccessKey(ctx context.Context, keyID string) (*inter
 
 func signingKeyAAD(id string) string { return "signing_keys:" + id }
 
+// RotateSigningKey implements Store.
 func (s *SQLiteStore) RotateSigningKey(ctx context.Context, next *SigningKey) error {
 	sealed, err := s.sealer.seal(next.PrivateKey, signingKeyAAD(next.ID))
 	if err != nil {
@@ -458,6 +471,7 @@ func (s *SQLiteStore) RotateSigningKey(ctx context.Context, next *SigningKey) er
 	return nil
 }
 
+// SigningKeys implements Store.
 func (s *SQLiteStore) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	keys, err := list(ctx, s.db, func(r scanner) (*SigningKey, error) {
 		var k SigningKey
@@ -480,6 +494,7 @@ func (s *SQLiteStore) SigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	return keys, nil
 }
 
+// DeleteSigningKeysRetiredBefore implements Store.
 func (s *SQLiteStore) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM signing_keys WHERE retired_at != 0 AND retired_at < ?`, unixNano(t)); err != nil {
 		return fmt.Errorf("iamserver: delete signing keys: %w", err)
@@ -487,6 +502,7 @@ func (s *SQLiteStore) DeleteSigningKeysRetiredBefore(ctx context.Context, t time
 	return nil
 }
 
+// Revoke implements Store.
 func (s *SQLiteStore) Revoke(ctx context.Context, tokenID string, expiresAt time.Time) error {
 	if _, err := s.db.ExecContext(ctx,
 		`INSERT INTO revocations (token_id, expires_at) VALUES (?, ?) ON CONFLICT (token_id) DO NOTHING`,
@@ -509,6 +525,7 @@ func (s *SQLiteStore) IsRevoked(ctx context.Context, tokenID string) (bool, erro
 	return true, nil
 }
 
+// DeleteRevocationsExpiredBefore implements Store.
 func (s *SQLiteStore) DeleteRevocationsExpiredBefore(ctx context.Context, t time.Time) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM revocations WHERE expires_at < ?`, unixNano(t)); err != nil {
 		return fmt.Errorf("iamserver: delete revocations: %w", err)

@@ -62,6 +62,7 @@ type SigV4Verifier struct {
 	now     func() time.Time
 	// replay is nil unless WithAccessKeyReplayProtection was given.
 	replay *replayCache
+	keys   *signingKeyCache
 }
 
 var _ AccessKeyVerifier = (*SigV4Verifier)(nil)
@@ -153,7 +154,7 @@ func NewAccessKeyVerifier(store AccessKeyStore, opts ...AccessKeyVerifierOption)
 			return nil, err
 		}
 	}
-	v := &SigV4Verifier{store: store, region: o.region, service: o.service, now: o.now}
+	v := &SigV4Verifier{store: store, region: o.region, service: o.service, now: o.now, keys: newSigningKeyCache()}
 	if o.replayCapacity > 0 {
 		v.replay = newReplayCache(o.replayCapacity)
 	}
@@ -220,14 +221,14 @@ func (v *SigV4Verifier) VerifyAccessKey(ctx context.Context, fullMethod, authori
 		return nil, accessKeyRefused(msgAccessKeyMismatch)
 	}
 
-	amzDate := md[sigV4MDDate][0]
-	toSign := sigV4StringToSign(fullMethod, amzDate, a.scope(), a.SignedHeaders, a.Headers, func(name string) string {
+	var toSignBuf [256]byte
+	toSign := sigV4StringToSign(toSignBuf[:0], fullMethod, md[sigV4MDDate][0], a, func(name string) string {
 		if name == sigV4Host {
 			return host
 		}
 		return md[name][0]
 	})
-	want := sigV4Signature(sigV4SigningKey(key.Secret, a.Date, a.Region, a.Service), toSign)
+	want := sigV4Signature(v.keys.get(key.KeyID, key.Secret, a.Date, a.Region, a.Service), toSign)
 	if !hmac.Equal(want[:], a.Signature[:]) {
 		return nil, accessKeyRefused(msgAccessKeyMismatch)
 	}
@@ -288,7 +289,9 @@ func (v *SigV4Verifier) checkHeaders(a *sigV4Authorization, md metadata.MD) (tim
 	if !ok {
 		return time.Time{}, accessKeyRefused("interceptors: access-key signature: x-amz-date is not YYYYMMDDTHHMMSSZ")
 	}
-	if reqTime.Format(sigV4DateFormat) != a.Date {
+	// The value formats back to itself (parseAmzDate), so its first eight
+	// characters are its date.
+	if md[sigV4MDDate][0][:len(sigV4DateFormat)] != a.Date {
 		return time.Time{}, accessKeyRefused("interceptors: access-key signature: credential scope date is not x-amz-date's date")
 	}
 	if skew := v.now().Sub(reqTime); skew > AccessKeySignatureWindow || skew < -AccessKeySignatureWindow {

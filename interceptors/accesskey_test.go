@@ -513,6 +513,31 @@ func TestAccessKeyUniformRefusal(t *testing.T) {
 	}
 }
 
+// TestAccessKeyRotatedSecret: once the store answers a new secret for a key
+// ID, calls signed with the old one are refused, whatever was cached.
+func TestAccessKeyRotatedSecret(t *testing.T) {
+	key := activeKey()
+	store := newAKStore(key)
+	v := newVerifier(t, store)
+	old := clientSign(t, akKeyID, akSecret, akPut, akAuthority, akNow)
+	if _, err := v.VerifyAccessKey(context.Background(), akPut, akAuthority, old); err != nil {
+		t.Fatalf("before rotation: %v", err)
+	}
+	const newSecret = "YCrotatedsecret-not-a-real-one-987654321"
+	store.keys[akKeyID] = &interceptors.AccessKey{KeyID: akKeyID, Secret: []byte(newSecret), ServiceAccountID: akSAID, Active: true}
+	if _, err := v.VerifyAccessKey(context.Background(), akPut, akAuthority, old); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("old secret after rotation: %v, want Unauthenticated", err)
+	}
+	fresh := clientSign(t, akKeyID, newSecret, akPut, akAuthority, akNow)
+	if _, err := v.VerifyAccessKey(context.Background(), akPut, akAuthority, fresh); err != nil {
+		t.Fatalf("new secret: %v", err)
+	}
+	store.keys[akKeyID] = &interceptors.AccessKey{KeyID: akKeyID, Secret: []byte(newSecret), ServiceAccountID: akSAID, Active: false}
+	if _, err := v.VerifyAccessKey(context.Background(), akPut, akAuthority, fresh); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("deactivated key: %v, want Unauthenticated", err)
+	}
+}
+
 func TestAccessKeyReplayProtection(t *testing.T) {
 	t.Run("off by default", func(t *testing.T) {
 		v := newVerifier(t, newAKStore(activeKey()))

@@ -94,11 +94,15 @@ func parseSigV4Authorization(v string) (*sigV4Authorization, error) {
 	}
 
 	a := &sigV4Authorization{SignedHeaders: signed}
-	parts := strings.Split(cred, "/")
-	if len(parts) != 5 {
+	var terminator string
+	var ok1, ok2, ok3, ok4 bool
+	a.KeyID, cred, ok1 = strings.Cut(cred, "/")
+	a.Date, cred, ok2 = strings.Cut(cred, "/")
+	a.Region, cred, ok3 = strings.Cut(cred, "/")
+	a.Service, terminator, ok4 = strings.Cut(cred, "/")
+	if !ok1 || !ok2 || !ok3 || !ok4 || strings.Contains(terminator, "/") {
 		return nil, malformedAuthorization("credential is not KEYID/DATE/REGION/SERVICE/aws4_request")
 	}
-	a.KeyID, a.Date, a.Region, a.Service = parts[0], parts[1], parts[2], parts[3]
 	if !validKeyID(a.KeyID) {
 		return nil, malformedAuthorization("invalid access key ID")
 	}
@@ -108,7 +112,7 @@ func parseSigV4Authorization(v string) (*sigV4Authorization, error) {
 	if !validScopePart(a.Region) || !validScopePart(a.Service) {
 		return nil, malformedAuthorization("invalid credential scope region or service")
 	}
-	if parts[4] != sigV4Terminator {
+	if terminator != sigV4Terminator {
 		return nil, malformedAuthorization("credential scope does not end with aws4_request")
 	}
 
@@ -276,8 +280,8 @@ func canonicalHost(authority string) string {
 	return strings.TrimSuffix(authority, ":443")
 }
 
-// sigV4StringToSign builds the string to sign of a call from its canonical
-// request:
+// sigV4StringToSign appends to dst the string to sign of a call, made from
+// its canonical request:
 //
 //	POST
 //	<full method>
@@ -287,34 +291,35 @@ func canonicalHost(authority string) string {
 //	<signed headers>
 //	UNSIGNED-PAYLOAD
 //
-// values returns a signed header's value; the caller has checked that every
+// value returns a signed header's value; the caller has checked that every
 // value is canonical (validCanonicalValue).
-func sigV4StringToSign(fullMethod, amzDate, scope, signedHeaders string, headers []string, value func(name string) string) []byte {
-	h := sha256.New()
-	h.Write([]byte("POST\n"))
-	h.Write([]byte(fullMethod))
-	h.Write([]byte("\n\n"))
-	for _, name := range headers {
-		h.Write([]byte(name))
-		h.Write([]byte{':'})
-		h.Write([]byte(value(name)))
-		h.Write([]byte{'\n'})
+func sigV4StringToSign(dst []byte, fullMethod, amzDate string, a *sigV4Authorization, value func(name string) string) []byte {
+	// A canonical request is a few hundred bytes: build it on the stack.
+	var arr [1024]byte
+	cr := append(arr[:0], "POST\n"...)
+	cr = append(cr, fullMethod...)
+	cr = append(cr, "\n\n"...)
+	for _, name := range a.Headers {
+		cr = append(cr, name...)
+		cr = append(cr, ':')
+		cr = append(cr, value(name)...)
+		cr = append(cr, '\n')
 	}
-	h.Write([]byte{'\n'})
-	h.Write([]byte(signedHeaders))
-	h.Write([]byte("\n" + unsignedPayload))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
+	cr = append(cr, '\n')
+	cr = append(cr, a.SignedHeaders...)
+	cr = append(cr, "\n"+unsignedPayload...)
+	sum := sha256.Sum256(cr)
 
-	buf := make([]byte, 0, len(sigV4Algorithm)+len(amzDate)+len(scope)+3+2*sha256.Size)
-	buf = append(buf, sigV4Algorithm...)
-	buf = append(buf, '\n')
-	buf = append(buf, amzDate...)
-	buf = append(buf, '\n')
-	buf = append(buf, scope...)
-	buf = append(buf, '\n')
-	buf = hex.AppendEncode(buf, sum[:])
-	return buf
+	dst = append(dst, sigV4Algorithm+"\n"...)
+	dst = append(dst, amzDate...)
+	dst = append(dst, '\n')
+	dst = append(dst, a.Date...)
+	dst = append(dst, '/')
+	dst = append(dst, a.Region...)
+	dst = append(dst, '/')
+	dst = append(dst, a.Service...)
+	dst = append(dst, "/"+sigV4Terminator+"\n"...)
+	return hex.AppendEncode(dst, sum[:])
 }
 
 // sigV4SigningKey derives the signing key of a scope from the secret:
@@ -351,7 +356,13 @@ func parseAmzDate(v string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	t, err := time.Parse(sigV4TimeFormat, v)
-	if err != nil || t.Format(sigV4TimeFormat) != v {
+	if err != nil {
+		return time.Time{}, false
+	}
+	// time.Parse accepts some fields with fewer digits; only the exact form
+	// formats back to the same string.
+	var buf [len(sigV4TimeFormat)]byte
+	if string(t.AppendFormat(buf[:0], sigV4TimeFormat)) != v {
 		return time.Time{}, false
 	}
 	return t, true

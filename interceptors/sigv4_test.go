@@ -1,9 +1,11 @@
 package interceptors
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -218,7 +220,7 @@ func FuzzSigV4MatchesLibrary(f *testing.F) {
 		if err != nil {
 			t.Fatalf("parse the library's authorization: %v", err)
 		}
-		toSign := sigV4StringToSign(method, req.Header.Get("X-Amz-Date"), a.scope(), a.SignedHeaders, a.Headers, func(name string) string {
+		toSign := sigV4StringToSign(nil, method, req.Header.Get("X-Amz-Date"), a, func(name string) string {
 			if name == sigV4Host {
 				return canonicalHost(host)
 			}
@@ -229,4 +231,43 @@ func FuzzSigV4MatchesLibrary(f *testing.F) {
 			t.Fatalf("our signature %x differs from the library's %x", got, a.Signature)
 		}
 	})
+}
+
+func TestSigningKeyCache(t *testing.T) {
+	c := newSigningKeyCache()
+	secretA, secretB := []byte("secret-a"), []byte("secret-b")
+	want := func(secret []byte, date string) []byte { return sigV4SigningKey(secret, date, "r", "s") }
+
+	if got := c.get("K1", secretA, "20261204", "r", "s"); !bytes.Equal(got, want(secretA, "20261204")) {
+		t.Fatalf("first get = %x, want the derived key", got)
+	}
+	if got := c.get("K1", secretA, "20261204", "r", "s"); !bytes.Equal(got, want(secretA, "20261204")) {
+		t.Fatalf("cached get = %x, want the derived key", got)
+	}
+	// A rotated secret under the same key ID is never answered from the
+	// cache.
+	if got := c.get("K1", secretB, "20261204", "r", "s"); !bytes.Equal(got, want(secretB, "20261204")) {
+		t.Fatalf("get after rotation = %x, want the new secret's key", got)
+	}
+	if got := c.get("K1", secretB[:len(secretB)-1], "20261204", "r", "s"); !bytes.Equal(got, want(secretB[:len(secretB)-1], "20261204")) {
+		t.Fatalf("get with a shorter secret = %x, want its own key", got)
+	}
+	if got := c.get("K1", secretB, "20261205", "r", "s"); !bytes.Equal(got, want(secretB, "20261205")) {
+		t.Fatalf("get for the next day = %x, want that day's key", got)
+	}
+	// The cache keeps a copy: changing the caller's slice changes nothing.
+	secretB[0] = 'X'
+	if got := c.get("K1", []byte("secret-b"), "20261205", "r", "s"); !bytes.Equal(got, want([]byte("secret-b"), "20261205")) {
+		t.Fatalf("get after the caller's slice changed = %x", got)
+	}
+
+	for i := range signingKeyCacheSize + 10 {
+		c.get(fmt.Sprintf("K%d", i), secretA, "20261204", "r", "s")
+	}
+	c.mu.RLock()
+	n := len(c.m)
+	c.mu.RUnlock()
+	if n > signingKeyCacheSize {
+		t.Errorf("cache holds %d keys, want at most %d", n, signingKeyCacheSize)
+	}
 }

@@ -34,4 +34,14 @@
 // YC_SERVICE_ACCOUNT_KEY_FILE, YC_TOKEN, then the metadata service. Every
 // source fails with a *FetchError whose Temporary field tells an outage
 // from a refusal; package iamtest has fakes of the services they talk to.
+//
+// # Access keys
+//
+// AccessKeyCredentials (accesskey.go) sign each call to an AccessKey method
+// with a static access key in the AWS Signature Version 4 scheme, using
+// smithy-go's signer on a synthetic request that holds the call's method
+// path, authority, date and nonce; the secret never leaves the process.
+// Region and service default to DefaultAccessKeyRegion and
+// DefaultAccessKeyService and must match the server's verifier
+// (interceptors.NewAccessKeyVerifier).
 package grpcauth

@@ -50,8 +50,9 @@ const (
 //     matches (compared in constant time).
 //
 // Unknown keys, inactive keys and wrong signatures all get the same
-// Unauthenticated message, so a caller learns nothing about which keys
-// exist. The canonical request is POST, the full method as the path (only
+// Unauthenticated message, which says nothing of the secret. (Key IDs are
+// not secret: every call carries one in clear. An unknown one is refused
+// without computing a signature.) The canonical request is POST, the full method as the path (only
 // unreserved characters and '/' are accepted, so it needs no escaping), an
 // empty query, the signed headers with host = the call's authority without
 // ":443", and the payload hash UNSIGNED-PAYLOAD.

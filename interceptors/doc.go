@@ -28,4 +28,16 @@
 // jwk.go): refreshed in the background and, rate limited, on an unknown kid.
 // Valid tokens live in a sharded copy-on-write cache (cache.go) until their
 // exp; a key leaving the key set takes its tokens with it.
+//
+// # Checking access keys
+//
+// NewAccessKeyVerifier (accesskey.go) returns the AccessKeyVerifier for calls
+// signed with AWS Signature Version 4, as grpcauth's AccessKeyCredentials and
+// the AWS SDK signers produce them; give it to WithAccessKeyVerifier. It
+// parses the authorization value strictly (sigv4.go), requires host and
+// x-amz-date to be signed and every x-amz-* metadata to be, keeps the date
+// within ±15 minutes of the clock, looks the key up in an AccessKeyStore,
+// recomputes the signature (one HMAC: derived signing keys are cached per key
+// and day, sigv4_keycache.go) and compares it in constant time. Refusing
+// replayed signatures (accesskey_replay.go) is an option, off by default.
 package interceptors

@@ -68,11 +68,6 @@ type sigV4Authorization struct {
 	Signature [sha256.Size]byte
 }
 
-// scope returns "DATE/REGION/SERVICE/aws4_request".
-func (a *sigV4Authorization) scope() string {
-	return a.Date + "/" + a.Region + "/" + a.Service + "/" + sigV4Terminator
-}
-
 // parseSigV4Authorization parses v strictly: the exact layout the AWS SDKs
 // produce (the three parts in this order, separated by ", "), every part
 // checked. Anything else is refused rather than guessed at.

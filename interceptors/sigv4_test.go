@@ -22,6 +22,11 @@ const validAuthorization = "AWS4-HMAC-SHA256 Credential=YCAJEexample/20261204/ru
 	"SignedHeaders=host;x-amz-content-sha256;x-amz-date, " +
 	"Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+// scope returns "DATE/REGION/SERVICE/aws4_request".
+func (a *sigV4Authorization) scope() string {
+	return a.Date + "/" + a.Region + "/" + a.Service + "/" + sigV4Terminator
+}
+
 // format is the inverse of parseSigV4Authorization.
 func (a *sigV4Authorization) format() string {
 	return sigV4Algorithm + " Credential=" + a.KeyID + "/" + a.scope() +

@@ -171,4 +171,3 @@ func TestMetadataServiceHangs(t *testing.T) {
 		}
 	})
 }
-

@@ -369,6 +369,15 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			_, err = src.Token(ctx)
 			return err
 		}},
+		{name: "wrong OAuth token exchanged over REST", wantRefused: true, call: func(ctx context.Context) error {
+			src, err := grpcauth.NewOAuthSource(wrongOAuth, viaREST)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			_, err = src.Token(ctx)
+			return err
+		}},
 		{name: "deleted key exchanged", wantRefused: true, call: func(ctx context.Context) error {
 			src, err := grpcauth.ServiceAccountKeySourceFromBytes([]byte(newKey.GetAuthorizedKeyJson()), viaREST)
 			if err != nil {

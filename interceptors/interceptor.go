@@ -98,8 +98,10 @@ func newServer(opts []Option) (*server, error) {
 		if v, err = NewValidator(opts...); err != nil {
 			return nil, err
 		}
-	} else if o.staticKeys != nil || o.jwksURL != "" {
-		return nil, errors.New("interceptors: WithValidator is exclusive with WithStaticKeys and WithJWKSURL")
+	} else if len(o.validation) > 0 {
+		// The Validator was configured when it was made: an option here would
+		// be ignored, and an ignored WithRevocationList fails open.
+		return nil, fmt.Errorf("interceptors: with WithValidator, pass %s to NewValidator instead", strings.Join(o.validation, ", "))
 	}
 	return &server{
 		validator:         v,

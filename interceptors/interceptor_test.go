@@ -451,6 +451,11 @@ func TestOutcomeHook(t *testing.T) {
 }
 
 func TestInterceptorOptionsPanic(t *testing.T) {
+	v, err := NewValidator(WithStaticKeys(map[string]crypto.PublicKey{"k1": keyFor("ES256", "k1").public()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
 	tests := []struct {
 		name string
 		opts []Option
@@ -458,6 +463,11 @@ func TestInterceptorOptionsPanic(t *testing.T) {
 		{"no keys", nil},
 		{"JWKS URL without a Validator", []Option{WithJWKSURL("https://iam.example/jwks")}},
 		{"nil verifier", []Option{WithStaticKeys(map[string]crypto.PublicKey{"k1": keyFor("ES256", "k1").public()}), WithAccessKeyVerifier(nil)}},
+		// The Validator was made without these: ignoring them would, for a
+		// revocation list, accept revoked tokens.
+		{"revocation list beside a Validator", []Option{WithValidator(v), WithRevocationList(revokedNone{})}},
+		{"static keys beside a Validator", []Option{WithValidator(v), WithStaticKeys(map[string]crypto.PublicKey{"k1": keyFor("ES256", "k1").public()})}},
+		{"issuer beside a Validator", []Option{WithValidator(v), WithIssuer("https://other")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -470,3 +480,7 @@ func TestInterceptorOptionsPanic(t *testing.T) {
 		})
 	}
 }
+
+type revokedNone struct{}
+
+func (revokedNone) IsRevoked(context.Context, string) (bool, error) { return false, nil }

@@ -80,6 +80,9 @@ type options struct {
 	revocation         RevocationList
 	revocationInterval time.Duration
 	now                func() time.Time
+	// validation names the validation options given, which a Validator
+	// given with WithValidator would silently not see.
+	validation []string
 
 	// The interceptors.
 	resolver          *authmode.Resolver
@@ -138,6 +141,7 @@ func (o *options) validateKeys() error {
 // ed25519.PublicKey). Exclusive with WithJWKSURL.
 func WithStaticKeys(keys map[string]crypto.PublicKey) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithStaticKeys")
 		if len(keys) == 0 {
 			o.fail("WithStaticKeys: empty key set")
 			return
@@ -154,6 +158,7 @@ func WithStaticKeys(keys map[string]crypto.PublicKey) Option {
 // Exclusive with WithStaticKeys.
 func WithJWKSURL(rawURL string) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithJWKSURL")
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			o.fail("WithJWKSURL: %q is not an http(s) URL", rawURL)
@@ -168,6 +173,7 @@ func WithJWKSURL(rawURL string) Option {
 // whatever the client.
 func WithHTTPClient(c *http.Client) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithHTTPClient")
 		if c == nil {
 			o.fail("WithHTTPClient: nil client")
 			return
@@ -180,6 +186,7 @@ func WithHTTPClient(c *http.Client) Option {
 // background. Optional; the default is DefaultJWKSRefreshInterval.
 func WithJWKSRefreshInterval(d time.Duration) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithJWKSRefreshInterval")
 		if d <= 0 {
 			o.fail("WithJWKSRefreshInterval: %v is not positive", d)
 			return
@@ -194,6 +201,7 @@ func WithJWKSRefreshInterval(d time.Duration) Option {
 // DefaultJWKSMinRefreshInterval.
 func WithJWKSMinRefreshInterval(d time.Duration) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithJWKSMinRefreshInterval")
 		if d <= 0 {
 			o.fail("WithJWKSMinRefreshInterval: %v is not positive", d)
 			return
@@ -206,6 +214,7 @@ func WithJWKSMinRefreshInterval(d time.Duration) Option {
 // Issuer.
 func WithIssuer(iss string) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithIssuer")
 		if iss == "" {
 			o.fail("WithIssuer: empty issuer")
 			return
@@ -218,6 +227,7 @@ func WithIssuer(iss string) Option {
 // default is iamjwt's Audience.
 func WithAudience(aud string) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithAudience")
 		if aud == "" {
 			o.fail("WithAudience: empty audience")
 			return
@@ -231,6 +241,7 @@ func WithAudience(aud string) Option {
 // Optional; the default is DefaultAlgorithms.
 func WithAlgorithms(algs ...string) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithAlgorithms")
 		if len(algs) == 0 {
 			o.fail("WithAlgorithms: empty allow-list")
 			return
@@ -249,6 +260,7 @@ func WithAlgorithms(algs ...string) Option {
 // 5 minutes. Optional; the default is DefaultLeeway.
 func WithLeeway(d time.Duration) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithLeeway")
 		if d < 0 || d > 5*time.Minute {
 			o.fail("WithLeeway: %v is not between 0 and 5m", d)
 			return
@@ -262,6 +274,7 @@ func WithLeeway(d time.Duration) Option {
 // the default is DefaultCacheSize.
 func WithCacheSize(n int) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithCacheSize")
 		if n < 0 {
 			o.fail("WithCacheSize: %d is negative", n)
 			return
@@ -278,6 +291,7 @@ func WithCacheSize(n int) Option {
 // codes.Unavailable: revocation fails closed.
 func WithRevocationList(r RevocationList) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithRevocationList")
 		if r == nil {
 			o.fail("WithRevocationList: nil list")
 			return
@@ -292,6 +306,7 @@ func WithRevocationList(r RevocationList) Option {
 // use.
 func WithRevocationCheckInterval(d time.Duration) Option {
 	return func(o *options) {
+		o.validation = append(o.validation, "WithRevocationCheckInterval")
 		if d < 0 {
 			o.fail("WithRevocationCheckInterval: %v is negative", d)
 			return

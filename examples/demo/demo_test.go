@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/iamtoken/iamtoken-go/grpcauth"
+	demov1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/demo/v1"
+	iamv1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/iam/v1"
 )
 
 func startServer(t *testing.T, dir string, logs io.Writer) *Server {
@@ -83,5 +93,54 @@ func TestRestartKeepsState(t *testing.T) {
 	var out bytes.Buffer
 	if err := RunClient(ctx, ClientConfig{Addr: s.GRPCAddr(), CAFile: s.CAFile(), KeyFile: s.KeyFile(), Out: &out}); err != nil {
 		t.Fatalf("RunClient after restart: %v\n%s", err, out.String())
+	}
+}
+
+// TestRevokedTokenIsRefused proves the server's chain consults the issuer's
+// revocation list: a token works, is revoked, and is refused from then on.
+func TestRevokedTokenIsRefused(t *testing.T) {
+	s := startServer(t, t.TempDir(), nil)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	pool, err := CertPool(s.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConfig := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	keySource, err := grpcauth.ServiceAccountKeySourceFromFile(s.KeyFile(), &grpcauth.ExchangeOptions{Endpoint: s.GRPCAddr(), TLSConfig: tlsConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keySource.Close()
+	tok, err := keySource.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	static, err := grpcauth.NewStaticSource(tok.Value, tok.Expiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := grpcauth.NewCachedSource(static)
+	defer cache.Close()
+	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)), grpcauth.WithTokenSource(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	compute := demov1.NewComputeServiceClient(conn)
+	if _, err := compute.ListInstances(ctx, &demov1.ListInstancesRequest{}); err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	if _, err := iamv1.NewIamTokenServiceClient(conn).Revoke(ctx, &iamv1.IamTokenServiceRevokeRequest{IamToken: tok.Value}); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	_, err = compute.ListInstances(ctx, &demov1.ListInstancesRequest{})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("after revocation: %v, want Unauthenticated", err)
+	}
+	if strings.Contains(err.Error(), tok.Value) {
+		t.Error("the refusal echoes the token")
 	}
 }

@@ -166,6 +166,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			Timeout:   10 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 		}),
+		interceptors.WithRevocationList(s.issuer),
 	)
 	if err != nil {
 		return nil, err
@@ -176,7 +177,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	authOpts := []interceptors.Option{
 		interceptors.WithValidator(s.valid),
-		interceptors.WithRevocationList(s.issuer),
 		interceptors.WithAccessKeyVerifier(verifier),
 		interceptors.WithOutcomeHook(s.logOutcome),
 	}

@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -123,4 +124,34 @@ func TestJWKSOutageAcrossRotation(t *testing.T) {
 		refusedDuring, oldKid, newKid)
 	t.Logf("JWKS back: the new key's token accepted on call %d; JWKS connections passed in all: %d; calls refused by the interceptors: %d",
 		attempts, jwksProxy.passed.Load(), srv.refused())
+}
+
+// TestImmediateRotationWithDefaultRateLimit shows what an emergency
+// rotation (Server.Rotate) costs a validator with the default options, its
+// JWKS endpoint up: a token under the new key that arrives within
+// DefaultJWKSMinRefreshInterval of the validator's last fetch meets the
+// rate limit on unknown-kid fetches and is refused Unauthenticated, which a
+// client does not retry. Scheduled rotations publish the next key ten
+// minutes ahead, so validators already hold it; this is the documented price
+// of the immediate one.
+func TestImmediateRotationWithDefaultRateLimit(t *testing.T) {
+	iss, _ := newIssuer(t, nil)
+	validator, err := interceptors.NewValidator(interceptors.WithJWKSURL(iss.JWKSURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer validator.Close()
+	ctx := context.Background()
+	if _, err := validator.Validate(ctx, iss.Token("ajerotatesa", "service_account")); err != nil {
+		t.Fatalf("before the rotation: %v", err)
+	}
+	if err := iss.Server.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = validator.Validate(ctx, iss.Token("ajerotatesa", "service_account"))
+	t.Logf("a token under the new key, right after Rotate: %v", err)
+	if !errors.Is(err, interceptors.ErrInvalidToken) {
+		t.Errorf("got %v, want a refusal (ErrInvalidToken, Unauthenticated) until %v after the last fetch",
+			err, interceptors.DefaultJWKSMinRefreshInterval)
+	}
 }

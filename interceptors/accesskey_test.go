@@ -649,3 +649,82 @@ func TestAccessKeyStringRedactsSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessKeyReplayConcurrent: under concurrent use each signature is
+// accepted exactly once, however many copies race.
+func TestAccessKeyReplayConcurrent(t *testing.T) {
+	const signatures, copies = 40, 4
+	v := newVerifier(t, newAKStore(activeKey()), interceptors.WithAccessKeyReplayProtection(signatures))
+	mds := make([]metadata.MD, signatures)
+	for i := range mds {
+		mds[i] = clientSign(t, akKeyID, akSecret, akPut, akAuthority, akNow)
+	}
+	accepted := make([]int, signatures)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for c := range copies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range mds {
+				i := (i + c*7) % signatures // each goroutine in its own order
+				_, err := v.VerifyAccessKey(context.Background(), akPut, akAuthority, mds[i].Copy())
+				switch status.Code(err) {
+				case codes.OK:
+					mu.Lock()
+					accepted[i]++
+					mu.Unlock()
+				case codes.Unauthenticated:
+				default:
+					t.Errorf("signature %d: %v", i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, n := range accepted {
+		if n != 1 {
+			t.Errorf("signature %d accepted %d times, want once", i, n)
+		}
+	}
+}
+
+// FuzzVerifyAccessKey feeds the verifier arbitrary metadata, method and
+// authority: it must never panic, never answer a Principal with an error,
+// and accept nothing but the genuine call.
+func FuzzVerifyAccessKey(f *testing.F) {
+	good := clientSign(f, akKeyID, akSecret, akPut, akAuthority, akNow)
+	goodAuth := good.Get("authorization")[0]
+	f.Add(goodAuth, good.Get("x-amz-date")[0], good.Get(grpcauth.AccessKeyNonceKey)[0], "x-amz-meta-a", "1", akPut, akAuthority)
+	f.Add("Bearer t1.x", "20261204T203000Z", "n", "", "", akPut, akAuthority)
+	f.Add(strings.Replace(goodAuth, "x-iamtoken-nonce", "x-amz-meta-a;x-iamtoken-nonce", 1), good.Get("x-amz-date")[0], "n", "x-amz-meta-a", "v", akPut, akAuthority)
+	f.Add(goodAuth, "20261304T203000Z", "n", "x-amz-date", "20261204T203000Z", "/a/b", "")
+	v := newVerifier(f, newAKStore(activeKey()), interceptors.WithAccessKeyReplayProtection(16))
+	f.Fuzz(func(t *testing.T, auth, date, nonce, extraKey, extraVal, method, authority string) {
+		md := metadata.MD{
+			"authorization":            {auth},
+			"x-amz-date":               {date},
+			"x-amz-content-sha256":     {"UNSIGNED-PAYLOAD"},
+			grpcauth.AccessKeyNonceKey: {nonce},
+		}
+		if extraKey != "" {
+			md[extraKey] = append(md[extraKey], extraVal)
+		}
+		p, err := v.VerifyAccessKey(context.Background(), method, authority, md)
+		if err != nil {
+			if p != nil {
+				t.Fatalf("Principal %v with error %v", p, err)
+			}
+			if _, ok := status.FromError(err); !ok {
+				t.Fatalf("error %v is not a status", err)
+			}
+			if strings.Contains(err.Error(), akSecret) {
+				t.Fatalf("error %q holds the secret", err)
+			}
+			return
+		}
+		if auth != goodAuth || method != akPut || strings.TrimSuffix(authority, ":443") != akAuthority {
+			t.Fatalf("accepted a call that is not the genuine one: %q %q %q", auth, method, authority)
+		}
+	})
+}

@@ -89,7 +89,7 @@ func TestCrashDuringManagementWrites(t *testing.T) {
 	keys := iamv1.NewKeyServiceClient(conn)
 	accessKeys := iamv1.NewAccessKeyServiceClient(conn)
 
-	log := &ackLog{accounts: map[string]*ackedAccount{}, reached: make(chan struct{})}
+	acks := &ackLog{accounts: map[string]*ackedAccount{}, reached: make(chan struct{})}
 	var killSent atomic.Bool // set just before SIGKILL is sent
 	var wg sync.WaitGroup
 	for w := range crashWriters {
@@ -103,30 +103,30 @@ func TestCrashDuringManagementWrites(t *testing.T) {
 				name := fmt.Sprintf("crash-w%d-%d", w, i)
 				sa, err := accounts.Create(ctx, &iamv1.ServiceAccountServiceCreateRequest{Name: name})
 				if err != nil {
-					log.fail(err, before)
+					acks.fail(err, before)
 					return
 				}
 				acc := &ackedAccount{id: sa.GetServiceAccount().GetId(), name: name, keys: map[string][]byte{}, accessKeys: map[string]string{}}
-				log.ack(func() { log.accounts[acc.id] = acc })
+				acks.ack(func() { acks.accounts[acc.id] = acc })
 				before = !killSent.Load()
 				k, err := keys.Create(ctx, &iamv1.KeyServiceCreateRequest{ServiceAccountId: acc.id})
 				if err != nil {
-					log.fail(err, before)
+					acks.fail(err, before)
 					return
 				}
-				log.ack(func() { acc.keys[k.GetKey().GetId()] = []byte(k.GetAuthorizedKeyJson()) })
+				acks.ack(func() { acc.keys[k.GetKey().GetId()] = []byte(k.GetAuthorizedKeyJson()) })
 				before = !killSent.Load()
 				ak, err := accessKeys.Create(ctx, &iamv1.AccessKeyServiceCreateRequest{ServiceAccountId: acc.id})
 				if err != nil {
-					log.fail(err, before)
+					acks.fail(err, before)
 					return
 				}
-				log.ack(func() { acc.accessKeys[ak.GetAccessKey().GetKeyId()] = ak.GetSecret() })
+				acks.ack(func() { acc.accessKeys[ak.GetAccessKey().GetKeyId()] = ak.GetSecret() })
 			}
 		}()
 	}
 	select {
-	case <-log.reached:
+	case <-acks.reached:
 	case <-ctx.Done():
 		t.Fatalf("the burst did not reach %d acknowledged writes: %v", crashKillAfter, ctx.Err())
 	}
@@ -135,9 +135,9 @@ func TestCrashDuringManagementWrites(t *testing.T) {
 	wg.Wait()
 
 	// No writer can write any more; what was acknowledged is final.
-	log.mu.Lock()
-	acked, failed, inFlight := log.writes, slices.Clone(log.failed), log.inFlight
-	log.mu.Unlock()
+	acks.mu.Lock()
+	acked, failed, inFlight := acks.writes, slices.Clone(acks.failed), acks.inFlight
+	acks.mu.Unlock()
 	if len(failed) != crashWriters {
 		t.Fatalf("%d writers stopped with an error, want all %d", len(failed), crashWriters)
 	}
@@ -147,7 +147,7 @@ func TestCrashDuringManagementWrites(t *testing.T) {
 		}
 	}
 	var nAccounts, nKeys, nAccessKeys int
-	for _, a := range log.accounts {
+	for _, a := range acks.accounts {
 		nAccounts++
 		nKeys += len(a.keys)
 		nAccessKeys += len(a.accessKeys)
@@ -178,14 +178,14 @@ func TestCrashDuringManagementWrites(t *testing.T) {
 	}
 	unacked := 0
 	for id := range listed {
-		if _, ok := log.accounts[id]; !ok && listed[id] != demo.DemoServiceAccountName {
+		if _, ok := acks.accounts[id]; !ok && listed[id] != demo.DemoServiceAccountName {
 			unacked++ // committed, but the answer never arrived: allowed
 		}
 	}
 	t.Logf("after restart: %d service accounts listed, %d of them committed without an acknowledgement", len(listed), unacked)
 
-	for _, id := range slices.Sorted(maps.Keys(log.accounts)) {
-		want := log.accounts[id]
+	for _, id := range slices.Sorted(maps.Keys(acks.accounts)) {
+		want := acks.accounts[id]
 		if got, ok := listed[id]; !ok || got != want.name {
 			t.Errorf("service account %s (%s) acknowledged, after restart listed as %q (present %v)", id, want.name, got, ok)
 			continue

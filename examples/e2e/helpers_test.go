@@ -84,9 +84,7 @@ func (p *serverProc) Logs() string {
 	return p.logs.String()
 }
 
-var (
-	startedLine = regexp.MustCompile(`msg="demo server started" grpc=(\S+) https=(\S+)`)
-)
+var startedLine = regexp.MustCompile(`msg="demo server started" grpc=(\S+) https=(\S+)`)
 
 // procOutput appends what the process writes to its logs; the stderr one
 // also looks for the line that says where the server listens.

@@ -78,7 +78,9 @@ func (s *secretSet) addToken(t *testing.T, name, value string) {
 func (s *secretSet) addPrivateKey(t *testing.T, name, pemText string) {
 	t.Helper()
 	s.add(t, name+" (PEM)", strings.TrimSpace(pemText))
-	block, _ := pem.Decode([]byte(pemText[strings.Index(pemText, "-----BEGIN"):]))
+	// pem.Decode skips anything before the block, such as the reference
+	// deployment's "PLEASE DO NOT REMOVE THIS LINE!" line.
+	block, _ := pem.Decode([]byte(pemText))
 	if block == nil {
 		t.Fatalf("%s: no PEM block", name)
 	}

@@ -113,6 +113,16 @@ func TestLoadThroughRefreshAndRotation(t *testing.T) {
 		}()
 	}
 
+	// However the test ends, no worker is left waiting at a gate.
+	var rotatedOnce, refreshOnce sync.Once
+	openRotated := func() { rotatedOnce.Do(func() { close(rotated) }) }
+	openRefresh := func() { refreshOnce.Do(func() { close(refresh) }) }
+	defer func() {
+		openRotated()
+		openRefresh()
+		wg.Wait()
+	}()
+
 	// The controller: once the first phase has begun, wait for the token to
 	// go stale, rotate the issuer's key, and let the calls go on.
 	start := time.Now()
@@ -126,12 +136,12 @@ func TestLoadThroughRefreshAndRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	jwksBefore := jwksFetches.Load()
-	close(rotated)
+	openRotated()
 	// The stale token's first caller starts the one refresh; let the last
 	// phase start after it completed, so that it surely runs on the new
 	// token and key.
 	refreshed := waitFor(30*time.Second, func() bool { return cache.Stats().LastRefresh.After(first.LastRefresh) })
-	close(refresh)
+	openRefresh()
 	wg.Wait()
 	elapsed := time.Since(start)
 	if !refreshed {

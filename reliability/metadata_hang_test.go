@@ -73,8 +73,9 @@ func TestMetadataServiceHangs(t *testing.T) {
 		meta.SetDelay(time.Hour) // until the client gives up
 		defer meta.SetDelay(0)
 		client, cache := newClient(t)
-		// The connection is open: the baseline counts gRPC's own goroutines.
-		baseline := runtime.NumGoroutine()
+		// The connection is open: the baseline counts gRPC's own goroutines,
+		// once both ends have started all of theirs.
+		baseline := settledGoroutines()
 		callsBefore := meta.Calls()
 
 		start := time.Now()
@@ -171,4 +172,20 @@ func TestMetadataServiceHangs(t *testing.T) {
 			t.Errorf("no refresh failed: the metadata service did not hang")
 		}
 	})
+}
+
+// settledGoroutines answers the goroutine count once it has stayed the same
+// for 100 ms: a connection that just became ready may still be starting the
+// server end's goroutines.
+func settledGoroutines() int {
+	n, stable := runtime.NumGoroutine(), 0
+	for deadline := time.Now().Add(5 * time.Second); stable < 10 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if m := runtime.NumGoroutine(); m != n {
+			n, stable = m, 0
+			continue
+		}
+		stable++
+	}
+	return n
 }

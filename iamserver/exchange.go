@@ -27,8 +27,13 @@ const (
 	MaxExchangeJWTLifetime = time.Hour
 	// minRSABits is the smallest authorized key accepted.
 	minRSABits = 2048
-	// exchangeLeeway absorbs clock skew between a client and the issuer.
+	// exchangeLeeway absorbs clock skew between a client and the issuer on
+	// exp and nbf: a JWT is not used long after it expired.
 	exchangeLeeway = 30 * time.Second
+	// MaxExchangeIATSkew is how far in the future a JWT's iat may be: a
+	// client whose clock runs ahead still gets tokens. It widens nothing
+	// else: exp must still be at most an hour after iat, and not passed.
+	MaxExchangeIATSkew = 5 * time.Minute
 )
 
 // Exchange errors. They say what is wrong without echoing the credential.
@@ -114,7 +119,6 @@ func (s *Server) verifyServiceAccountJWT(ctx context.Context, raw string) (strin
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodPS256.Alg()}),
 		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
 		jwt.WithLeeway(exchangeLeeway),
 		jwt.WithAudience(s.opts.TokenURLs...),
 		jwt.WithTimeFunc(s.now),
@@ -128,6 +132,9 @@ func (s *Server) verifyServiceAccountJWT(ctx context.Context, raw string) (strin
 	}
 	if claims.IssuedAt == nil {
 		return "", invalidCredentials("JWT: iat is required")
+	}
+	if claims.IssuedAt.After(s.now().Add(MaxExchangeIATSkew)) {
+		return "", invalidCredentials("JWT: iat is more than %s in the future (is the client's clock right?)", MaxExchangeIATSkew)
 	}
 	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > MaxExchangeJWTLifetime {
 		return "", invalidCredentials("JWT: exp is more than %s after iat", MaxExchangeJWTLifetime)

@@ -72,7 +72,14 @@ func TestCreateWithJWT(t *testing.T) {
 		{name: "no iat", wantCode: codes.Unauthenticated, jwt: func() string {
 			return saJWT(t, now, a, func(c jwt.MapClaims, _ map[string]any) { delete(c, "iat") })
 		}},
-		{name: "issued in the future", wantCode: codes.Unauthenticated, jwt: func() string { return saJWT(t, now.Add(10*time.Minute), a, nil) }},
+		// A client clock up to MaxExchangeIATSkew ahead still gets tokens.
+		{name: "good, client clock 4m59s ahead", jwt: func() string { return saJWT(t, now.Add(MaxExchangeIATSkew-time.Second), a, nil) }},
+		{name: "issued too far in the future", wantCode: codes.Unauthenticated, jwt: func() string {
+			return saJWT(t, now.Add(MaxExchangeIATSkew+time.Second), a, nil)
+		}},
+		{name: "issued in the future, lifetime over one hour", wantCode: codes.Unauthenticated, jwt: func() string {
+			return saJWT(t, now.Add(4*time.Minute), a, func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(4*time.Minute + time.Hour + time.Second).Unix() })
+		}},
 		{name: "lifetime over one hour", wantCode: codes.Unauthenticated, jwt: func() string {
 			return saJWT(t, now, a, func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(time.Hour + time.Second).Unix() })
 		}},

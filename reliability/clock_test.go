@@ -34,8 +34,9 @@ func skewedIssuer(t *testing.T) (*iamtest.Issuer, *atomic.Int64) {
 // little more) away from the clock the client and the server share, and
 // checks exactly what the documented leeways accept: the validator's
 // (interceptors.DefaultLeeway, 30 s, configurable up to 5 min with
-// WithLeeway) on the token's iat and exp, and the issuer's fixed 30 s on the
-// iat of the JWT a service account signs for the exchange.
+// WithLeeway) on the token's iat and exp, and the issuer's
+// MaxExchangeIATSkew (5 min) on the iat of the JWT a service account signs
+// for the exchange.
 func TestClockSkewLeeway(t *testing.T) {
 	iss, offset := skewedIssuer(t)
 	sa := iss.CreateServiceAccount("", "skew")
@@ -117,8 +118,9 @@ func TestClockSkewLeeway(t *testing.T) {
 		}{
 			{"client 5m behind", -5 * time.Minute, true},
 			{"client 20s ahead", 20 * time.Second, true},
-			{"client 40s ahead", 40 * time.Second, false},
-			{"client 5m ahead", 5 * time.Minute, false},
+			{"client 40s ahead", 40 * time.Second, true},
+			{"client 4m50s ahead", 4*time.Minute + 50*time.Second, true},
+			{"client 5m10s ahead", 5*time.Minute + 10*time.Second, false},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -78,7 +78,9 @@ func TestCreateWithJWT(t *testing.T) {
 			return saJWT(t, now.Add(MaxExchangeIATSkew+time.Second), a, nil)
 		}},
 		{name: "issued in the future, lifetime over one hour", wantCode: codes.Unauthenticated, jwt: func() string {
-			return saJWT(t, now.Add(4*time.Minute), a, func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(4*time.Minute + time.Hour + time.Second).Unix() })
+			return saJWT(t, now.Add(4*time.Minute), a, func(c jwt.MapClaims, _ map[string]any) {
+				c["exp"] = now.Add(4*time.Minute + time.Hour + time.Second).Unix()
+			})
 		}},
 		{name: "lifetime over one hour", wantCode: codes.Unauthenticated, jwt: func() string {
 			return saJWT(t, now, a, func(c jwt.MapClaims, _ map[string]any) { c["exp"] = now.Add(time.Hour + time.Second).Unix() })

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/iamtoken/iamtoken-go/authmode"
+	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 )
 
 const (
@@ -81,7 +82,7 @@ type AccessKeyOption func(*accessKeyCredOptions) error
 // DefaultAccessKeyRegion. It must be the server's.
 func WithAccessKeyRegion(region string) AccessKeyOption {
 	return func(o *accessKeyCredOptions) error {
-		if !validSigV4ScopePart(region) {
+		if !sigv4rules.ValidScopePart(region) {
 			return fmt.Errorf("grpcauth: WithAccessKeyRegion: %q is not 1-64 of [a-z0-9_-]", region)
 		}
 		o.region = region
@@ -93,7 +94,7 @@ func WithAccessKeyRegion(region string) AccessKeyOption {
 // DefaultAccessKeyService. It must be the server's.
 func WithAccessKeyService(service string) AccessKeyOption {
 	return func(o *accessKeyCredOptions) error {
-		if !validSigV4ScopePart(service) {
+		if !sigv4rules.ValidScopePart(service) {
 			return fmt.Errorf("grpcauth: WithAccessKeyService: %q is not 1-64 of [a-z0-9_-]", service)
 		}
 		o.service = service
@@ -139,7 +140,7 @@ func WithAccessKeyInsecureTransportForLocalTesting() AccessKeyOption {
 // NewAccessKeyCredentials returns credentials that sign access-key calls with
 // the key keyID and its secret.
 func NewAccessKeyCredentials(keyID, secret string, opts ...AccessKeyOption) (*AccessKeyCredentials, error) {
-	if !validAccessKeyID(keyID) {
+	if !sigv4rules.ValidKeyID(keyID) {
 		return nil, errors.New("grpcauth: NewAccessKeyCredentials: key ID must be 1-128 of [A-Za-z0-9._-]")
 	}
 	if secret == "" {
@@ -216,7 +217,7 @@ func (c *AccessKeyCredentials) GetRequestMetadata(ctx context.Context, uri ...st
 			return nil, status.Errorf(codes.Unauthenticated, "grpcauth: access key: refusing to sign a call on a connection without transport security: %v", err)
 		}
 	}
-	if !validSignablePath(ri.Method) {
+	if !sigv4rules.ValidPath(ri.Method) {
 		return nil, status.Errorf(codes.Internal, "grpcauth: access key: method %q has characters that cannot be signed", ri.Method)
 	}
 	host, err := accessKeyHostFromAudience(uri)
@@ -281,51 +282,4 @@ func accessKeyHostFromAudience(uri []string) (string, error) {
 		return "", errors.New("grpcauth: access key: audience URI has no authority")
 	}
 	return host, nil
-}
-
-// validKeyID, validScopePart and validCanonicalPath accept what the server's
-// verifier (interceptors) accepts, so that a call it would refuse for its
-// shape fails here, with a clearer message.
-
-func validAccessKeyID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isASCIIAlnum(c) && c != '-' && c != '_' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-func validSigV4ScopePart(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
-}
-
-func validSignablePath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !isASCIIAlnum(c) && c != '-' && c != '_' && c != '.' && c != '~' && c != '/' {
-			return false
-		}
-	}
-	return true
-}
-
-func isASCIIAlnum(c byte) bool {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"fmt"
+	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 	"strings"
 	"time"
 
@@ -81,7 +82,7 @@ type AccessKeyVerifierOption func(*accessKeyVerifierOptions) error
 // for. Optional; DefaultAccessKeyRegion.
 func WithAccessKeyRegion(region string) AccessKeyVerifierOption {
 	return func(o *accessKeyVerifierOptions) error {
-		if !validScopePart(region) {
+		if !sigv4rules.ValidScopePart(region) {
 			return fmt.Errorf("interceptors: WithAccessKeyRegion: %q is not 1-64 of [a-z0-9_-]", region)
 		}
 		o.region = region
@@ -93,7 +94,7 @@ func WithAccessKeyRegion(region string) AccessKeyVerifierOption {
 // signed for. Optional; DefaultAccessKeyService.
 func WithAccessKeyService(service string) AccessKeyVerifierOption {
 	return func(o *accessKeyVerifierOptions) error {
-		if !validScopePart(service) {
+		if !sigv4rules.ValidScopePart(service) {
 			return fmt.Errorf("interceptors: WithAccessKeyService: %q is not 1-64 of [a-z0-9_-]", service)
 		}
 		o.service = service
@@ -195,7 +196,7 @@ func (v *SigV4Verifier) VerifyAccessKey(ctx context.Context, fullMethod, authori
 	if a.Region != v.region || a.Service != v.service {
 		return nil, accessKeyRefused("interceptors: access-key signature: credential scope region or service is not this server's")
 	}
-	if !validCanonicalPath(fullMethod) {
+	if !sigv4rules.ValidPath(fullMethod) {
 		return nil, accessKeyRefused("interceptors: access-key signature: method name has characters that cannot be signed")
 	}
 	host := canonicalHost(authority)

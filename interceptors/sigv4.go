@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 )
 
 // This file holds the pieces of AWS Signature Version 4 (AWS4-HMAC-SHA256)
@@ -32,8 +34,6 @@ const (
 	maxAuthorizationLen = 2048
 	// maxSignedHeaders bounds the SignedHeaders list.
 	maxSignedHeaders = 32
-	// maxKeyIDLen bounds the access key ID.
-	maxKeyIDLen = 128
 )
 
 // Metadata keys of a signed call. gRPC metadata keys are lowercase.
@@ -98,13 +98,13 @@ func parseSigV4Authorization(v string) (*sigV4Authorization, error) {
 	if !ok1 || !ok2 || !ok3 || !ok4 || strings.Contains(terminator, "/") {
 		return nil, malformedAuthorization("credential is not KEYID/DATE/REGION/SERVICE/aws4_request")
 	}
-	if !validKeyID(a.KeyID) {
+	if !sigv4rules.ValidKeyID(a.KeyID) {
 		return nil, malformedAuthorization("invalid access key ID")
 	}
 	if !validScopeDate(a.Date) {
 		return nil, malformedAuthorization("credential scope date is not YYYYMMDD")
 	}
-	if !validScopePart(a.Region) || !validScopePart(a.Service) {
+	if !sigv4rules.ValidScopePart(a.Region) || !sigv4rules.ValidScopePart(a.Service) {
 		return nil, malformedAuthorization("invalid credential scope region or service")
 	}
 	if terminator != sigV4Terminator {
@@ -161,42 +161,12 @@ func (e *sigV4ParseError) Is(target error) bool {
 	return target == errMalformedAuthorization
 }
 
-// validKeyID accepts the characters access key IDs are made of. It keeps
-// separators, spaces and control characters out of the scope and the logs.
-func validKeyID(s string) bool {
-	if s == "" || len(s) > maxKeyIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !sigV4IsAlnum(c) && c != '-' && c != '_' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
 func validScopeDate(s string) bool {
 	if len(s) != len(sigV4DateFormat) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// validScopePart accepts a region or service name: 1–64 lowercase letters,
-// digits, '-' and '_'.
-func validScopePart(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') && c != '-' && c != '_' {
 			return false
 		}
 	}
@@ -218,32 +188,10 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-func sigV4IsAlnum(c byte) bool {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-}
-
 func sigV4IsLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// validCanonicalPath reports whether a full method name is made only of
-// characters SigV4's URI encoding leaves as they are (unreserved and '/').
-// Every proto method name is; refusing the others means the canonical path
-// is the method name verbatim, with no escaping rules for the two sides to
-// disagree on.
-func validCanonicalPath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !sigV4IsAlnum(c) && c != '-' && c != '_' && c != '.' && c != '~' && c != '/' {
 			return false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 	"net/http"
 	"net/url"
 	"strings"
@@ -210,8 +211,8 @@ func FuzzSigV4MatchesLibrary(f *testing.F) {
 	f.Add("/pkg.v1.S/M~x-y_z", "[::1]:50051", "a b,c", int64(4102444799), "r_1", "svc-2", "\x00\xff")
 	f.Add("/a", "h", "\u00a0x", int64(1), "r", "s", "k")
 	f.Fuzz(func(t *testing.T, method, host, meta string, unix int64, region, service, secret string) {
-		if !validCanonicalPath(method) || host == "" || strings.HasSuffix(host, ":443") || !validCanonicalValue(host) ||
-			!validCanonicalValue(meta) || !validScopePart(region) || !validScopePart(service) || secret == "" ||
+		if !sigv4rules.ValidPath(method) || host == "" || strings.HasSuffix(host, ":443") || !validCanonicalValue(host) ||
+			!validCanonicalValue(meta) || !sigv4rules.ValidScopePart(region) || !sigv4rules.ValidScopePart(service) || secret == "" ||
 			unix < 0 || unix > 253402300799 {
 			t.Skip()
 		}

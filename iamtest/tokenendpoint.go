@@ -262,7 +262,13 @@ func (e *TokenEndpoint) create(ctx context.Context, kind *int, req exchangeReque
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return "", time.Time{}, e.refuse(&refusal{codes.Canceled, "iamtest: client gave up"})
+			// The deadline the client sent can pass here a moment before the
+			// client's own timer fires, and then this answer is what it sees.
+			code := codes.Canceled
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				code = codes.DeadlineExceeded
+			}
+			return "", time.Time{}, e.refuse(&refusal{code, "iamtest: client gave up"})
 		case <-e.closing:
 			return "", time.Time{}, e.refuse(&refusal{codes.Unavailable, "iamtest: endpoint closing"})
 		}

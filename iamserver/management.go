@@ -78,22 +78,15 @@ func (m *serviceAccountService) List(ctx context.Context, req *iamv1.ServiceAcco
 	if !ok || p.SubjectID == "" {
 		return nil, errUnauthenticated
 	}
-	pg, err := checkPage(req.GetPageSize(), req.GetPageToken())
+	list, next, err := listPage(ctx, m.s, "service account", req.GetPageSize(), req.GetPageToken(),
+		func(ctx context.Context, pg Page) ([]*ServiceAccount, error) {
+			return m.s.store.ListServiceAccounts(ctx, p.SubjectID, pg)
+		},
+		func(sa *ServiceAccount) string { return sa.ID }, serviceAccountProto)
 	if err != nil {
 		return nil, err
 	}
-	list, err := m.s.store.ListServiceAccounts(ctx, p.SubjectID, pg)
-	if err != nil {
-		return nil, m.s.storeStatus(err, "service account")
-	}
-	resp := &iamv1.ServiceAccountServiceListResponse{}
-	for _, sa := range list {
-		resp.ServiceAccounts = append(resp.ServiceAccounts, serviceAccountProto(sa))
-	}
-	if len(list) > 0 {
-		resp.NextPageToken = nextPageToken(len(list), pg, list[len(list)-1].ID)
-	}
-	return resp, nil
+	return &iamv1.ServiceAccountServiceListResponse{ServiceAccounts: list, NextPageToken: next}, nil
 }
 
 func (m *serviceAccountService) Delete(ctx context.Context, req *iamv1.ServiceAccountServiceDeleteRequest) (*iamv1.ServiceAccountServiceDeleteResponse, error) {
@@ -223,40 +216,22 @@ func (m *keyService) List(ctx context.Context, req *iamv1.KeyServiceListRequest)
 	if err != nil {
 		return nil, err
 	}
-	pg, err := checkPage(req.GetPageSize(), req.GetPageToken())
+	list, next, err := listPage(ctx, m.s, "key", req.GetPageSize(), req.GetPageToken(),
+		func(ctx context.Context, pg Page) ([]*AuthorizedKey, error) {
+			return m.s.store.ListAuthorizedKeys(ctx, sa.ID, pg)
+		},
+		func(k *AuthorizedKey) string { return k.ID }, keyProto)
 	if err != nil {
 		return nil, err
 	}
-	list, err := m.s.store.ListAuthorizedKeys(ctx, sa.ID, pg)
-	if err != nil {
-		return nil, m.s.storeStatus(err, "key")
-	}
-	resp := &iamv1.KeyServiceListResponse{}
-	for _, k := range list {
-		resp.Keys = append(resp.Keys, keyProto(k))
-	}
-	if len(list) > 0 {
-		resp.NextPageToken = nextPageToken(len(list), pg, list[len(list)-1].ID)
-	}
-	return resp, nil
+	return &iamv1.KeyServiceListResponse{Keys: list, NextPageToken: next}, nil
 }
 
 func (m *keyService) Delete(ctx context.Context, req *iamv1.KeyServiceDeleteRequest) (*iamv1.KeyServiceDeleteResponse, error) {
-	if _, ok := interceptors.PrincipalFromContext(ctx); !ok {
-		return nil, errUnauthenticated
-	}
-	if err := checkID("key_id", req.GetKeyId()); err != nil {
-		return nil, err
-	}
-	k, err := m.s.store.GetAuthorizedKey(ctx, req.GetKeyId())
+	err := deleteOwned(ctx, m.s, "key_id", req.GetKeyId(), "key", m.s.store.GetAuthorizedKey,
+		func(k *AuthorizedKey) string { return k.ServiceAccountID }, m.s.store.DeleteAuthorizedKey)
 	if err != nil {
-		return nil, m.s.storeStatus(err, "key")
-	}
-	if _, err := m.s.authorizeAccount(ctx, "service_account_id", k.ServiceAccountID, true); err != nil {
 		return nil, err
-	}
-	if err := m.s.store.DeleteAuthorizedKey(ctx, k.ID); err != nil {
-		return nil, m.s.storeStatus(err, "key")
 	}
 	return &iamv1.KeyServiceDeleteResponse{}, nil
 }
@@ -319,40 +294,69 @@ func (m *accessKeyService) List(ctx context.Context, req *iamv1.AccessKeyService
 	if err != nil {
 		return nil, err
 	}
-	pg, err := checkPage(req.GetPageSize(), req.GetPageToken())
+	list, next, err := listPage(ctx, m.s, "access key", req.GetPageSize(), req.GetPageToken(),
+		func(ctx context.Context, pg Page) ([]*AccessKeyRecord, error) {
+			return m.s.store.ListAccessKeys(ctx, sa.ID, pg)
+		},
+		func(k *AccessKeyRecord) string { return k.ID }, accessKeyProto)
 	if err != nil {
 		return nil, err
 	}
-	list, err := m.s.store.ListAccessKeys(ctx, sa.ID, pg)
-	if err != nil {
-		return nil, m.s.storeStatus(err, "access key")
-	}
-	resp := &iamv1.AccessKeyServiceListResponse{}
-	for _, k := range list {
-		resp.AccessKeys = append(resp.AccessKeys, accessKeyProto(k))
-	}
-	if len(list) > 0 {
-		resp.NextPageToken = nextPageToken(len(list), pg, list[len(list)-1].ID)
-	}
-	return resp, nil
+	return &iamv1.AccessKeyServiceListResponse{AccessKeys: list, NextPageToken: next}, nil
 }
 
 func (m *accessKeyService) Delete(ctx context.Context, req *iamv1.AccessKeyServiceDeleteRequest) (*iamv1.AccessKeyServiceDeleteResponse, error) {
-	if _, ok := interceptors.PrincipalFromContext(ctx); !ok {
-		return nil, errUnauthenticated
-	}
-	if err := checkID("access_key_id", req.GetAccessKeyId()); err != nil {
-		return nil, err
-	}
-	k, err := m.s.store.GetAccessKey(ctx, req.GetAccessKeyId())
+	err := deleteOwned(ctx, m.s, "access_key_id", req.GetAccessKeyId(), "access key", m.s.store.GetAccessKey,
+		func(k *AccessKeyRecord) string { return k.ServiceAccountID }, m.s.store.DeleteAccessKey)
 	if err != nil {
-		return nil, m.s.storeStatus(err, "access key")
-	}
-	if _, err := m.s.authorizeAccount(ctx, "service_account_id", k.ServiceAccountID, true); err != nil {
 		return nil, err
-	}
-	if err := m.s.store.DeleteAccessKey(ctx, k.ID); err != nil {
-		return nil, m.s.storeStatus(err, "access key")
 	}
 	return &iamv1.AccessKeyServiceDeleteResponse{}, nil
+}
+
+// listPage reads one page of records with list and answers them as protos
+// with the next page's token: the List methods differ only in the store
+// call and the message.
+func listPage[R, P any](ctx context.Context, s *Server, what string, pageSize int64, token string,
+	list func(context.Context, Page) ([]R, error), id func(R) string, toProto func(R) P) ([]P, string, error) {
+	pg, err := checkPage(pageSize, token)
+	if err != nil {
+		return nil, "", err
+	}
+	records, err := list(ctx, pg)
+	if err != nil {
+		return nil, "", s.storeStatus(err, what)
+	}
+	var out []P
+	for _, r := range records {
+		out = append(out, toProto(r))
+	}
+	next := ""
+	if len(records) > 0 {
+		next = nextPageToken(len(records), pg, id(records[len(records)-1]))
+	}
+	return out, next, nil
+}
+
+// deleteOwned deletes a service account's key or access key, named by the
+// request field, once the caller is found to manage that account.
+func deleteOwned[R any](ctx context.Context, s *Server, field, id, what string,
+	get func(context.Context, string) (R, error), owner func(R) string, del func(context.Context, string) error) error {
+	if _, ok := interceptors.PrincipalFromContext(ctx); !ok {
+		return errUnauthenticated
+	}
+	if err := checkID(field, id); err != nil {
+		return err
+	}
+	r, err := get(ctx, id)
+	if err != nil {
+		return s.storeStatus(err, what)
+	}
+	if _, err := s.authorizeAccount(ctx, "service_account_id", owner(r), true); err != nil {
+		return err
+	}
+	if err := del(ctx, id); err != nil {
+		return s.storeStatus(err, what)
+	}
+	return nil
 }

@@ -416,12 +416,9 @@ type restAnswer struct {
 // "expiresAt": "<RFC 3339>"}. Unknown fields are ignored so that a newer
 // server still works; the known ones must be present and well-formed.
 func parseRESTAnswer(data []byte, now time.Time) (*Token, error) {
-	if len(data) > maxAnswerSize {
-		return nil, fmt.Errorf("bad answer: larger than %d bytes", maxAnswerSize)
-	}
 	var a restAnswer
-	if err := decodeJSONObject(data, &a); err != nil {
-		return nil, fmt.Errorf("bad answer: %w", err)
+	if err := decodeAnswer(data, &a); err != nil {
+		return nil, err
 	}
 	if a.IAMToken == nil {
 		return nil, errors.New("bad answer: iamToken is missing")
@@ -469,6 +466,18 @@ func checkTokenValue(v string) error {
 		if c := v[i]; c <= ' ' || c >= 0x7f {
 			return errors.New("has a byte that is not printable ASCII")
 		}
+	}
+	return nil
+}
+
+// decodeAnswer decodes a token answer (REST exchange, metadata service,
+// function context) of at most maxAnswerSize bytes into v.
+func decodeAnswer(data []byte, v any) error {
+	if len(data) > maxAnswerSize {
+		return fmt.Errorf("bad answer: larger than %d bytes", maxAnswerSize)
+	}
+	if err := decodeJSONObject(data, v); err != nil {
+		return fmt.Errorf("bad answer: %w", err)
 	}
 	return nil
 }

@@ -168,12 +168,9 @@ type metadataAnswer struct {
 // token's remaining lifetime in seconds, so the expiry is now + expires_in.
 // Unknown fields are ignored; the known ones must be well-formed.
 func parseMetadataAnswer(data []byte, now time.Time) (*Token, error) {
-	if len(data) > maxAnswerSize {
-		return nil, fmt.Errorf("bad answer: larger than %d bytes", maxAnswerSize)
-	}
 	var a metadataAnswer
-	if err := decodeJSONObject(data, &a); err != nil {
-		return nil, fmt.Errorf("bad answer: %w", err)
+	if err := decodeAnswer(data, &a); err != nil {
+		return nil, err
 	}
 	if a.AccessToken == nil {
 		return nil, errors.New("bad answer: access_token is missing")

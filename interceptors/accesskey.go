@@ -5,13 +5,14 @@ import (
 	"crypto/hmac"
 	"errors"
 	"fmt"
-	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 )
 
 const (

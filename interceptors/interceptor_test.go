@@ -3,20 +3,12 @@ package interceptors
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -31,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/iamtoken/iamtoken-go/authmode"
+	"github.com/iamtoken/iamtoken-go/internal/devpki"
 	demov1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/demo/v1"
 )
 
@@ -368,22 +361,12 @@ func TestTransportSecurity(t *testing.T) {
 // tlsCreds returns credentials for a self-signed server "storage.test".
 func tlsCreds(t *testing.T) (server, client credentials.TransportCredentials) {
 	t.Helper()
-	key := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "storage.test"},
-		DNSNames:     []string{"storage.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	b := devpki.ForTest(t, "storage.test")
+	client = credentials.NewTLS(b.ClientConfig())
+	if err := client.OverrideServerName("storage.test"); err != nil {
+		t.Fatal(err)
 	}
-	der := must(x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key))
-	pool := x509.NewCertPool()
-	pool.AddCert(must(x509.ParseCertificate(der)))
-	server = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
-	client = credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "storage.test"})
-	return server, client
+	return credentials.NewTLS(b.ServerConfig()), client
 }
 
 func TestAuthorizer(t *testing.T) {

@@ -6,10 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -26,6 +22,7 @@ import (
 	"github.com/iamtoken/iamtoken-go/authmode"
 	"github.com/iamtoken/iamtoken-go/grpcauth"
 	"github.com/iamtoken/iamtoken-go/interceptors"
+	"github.com/iamtoken/iamtoken-go/internal/devpki"
 	"github.com/iamtoken/iamtoken-go/internal/iamjwt"
 	demov1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/demo/v1"
 	iamv1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/iam/v1"
@@ -109,25 +106,8 @@ func (s mgmtStorage) UploadObject(stream grpc.ClientStreamingServer[demov1.Uploa
 // mgmtTLS makes a test CA and a localhost certificate signed by it.
 func mgmtTLS(t *testing.T) (server, client credentials.TransportCredentials) {
 	t.Helper()
-	now := time.Now()
-	caKey := mgmtMust(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "management test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
-	}
-	ca := mgmtMust(x509.ParseCertificate(mgmtMust(x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey))))
-	leafKey := mgmtMust(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER := mgmtMust(x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}}, MinVersion: tls.VersionTLS13}),
-		credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13})
+	b := devpki.ForTest(t)
+	return credentials.NewTLS(b.ServerConfig()), credentials.NewTLS(b.ClientConfig())
 }
 
 // mgmtMust panics on err: the setup of this test cannot fail.

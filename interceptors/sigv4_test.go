@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"github.com/aws/smithy-go/aws-http-auth/sigv4"
 	v4 "github.com/aws/smithy-go/aws-http-auth/v4"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/iamtoken/iamtoken-go/internal/sigv4rules"
 )
 
 const validAuthorization = "AWS4-HMAC-SHA256 Credential=YCAJEexample/20261204/ru-central1/grpc/aws4_request, " +

@@ -1,21 +1,16 @@
 package demo
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/iamtoken/iamtoken-go/internal/devpki"
 )
 
 // Names of the files the demo keeps in its data directory.
@@ -44,68 +39,19 @@ func LoadOrCreateCerts(dir string) (tls.Certificate, error) {
 }
 
 func createCerts(dir string) error {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "iamtoken-go demo CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(1, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(1, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	b, err := devpki.Issue(365 * 24 * time.Hour)
 	if err != nil {
 		return err
 	}
 	// The key is written before the certificate, so that a start interrupted
 	// in between creates both again next time.
-	if err := writeFile(filepath.Join(dir, CAFile), pemBlock("CERTIFICATE", caDER), 0o644); err != nil {
+	if err := writeFile(filepath.Join(dir, CAFile), b.CAPEM, 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, serverKeyFile), pemBlock("PRIVATE KEY", keyDER), 0o600); err != nil {
+	if err := writeFile(filepath.Join(dir, serverKeyFile), b.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, serverCertFile), pemBlock("CERTIFICATE", der), 0o644)
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	return n
-}
-
-func pemBlock(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+	return writeFile(filepath.Join(dir, serverCertFile), b.CertPEM, 0o644)
 }
 
 // writeFile writes data to a temporary file, syncs it and renames it into

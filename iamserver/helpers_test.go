@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,30 +19,14 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/iamtoken/iamtoken-go/interceptors"
+	"github.com/iamtoken/iamtoken-go/internal/fakeclock"
 	"github.com/iamtoken/iamtoken-go/internal/iamjwt"
 )
 
 // fakeClock is a wall clock that moves only when told.
-type fakeClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
+type fakeClock = fakeclock.Clock
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newFakeClock() *fakeClock { return fakeclock.New(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)) }
 
 var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 

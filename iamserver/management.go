@@ -245,7 +245,15 @@ func accessKeyProto(k *AccessKeyRecord) *iamv1.AccessKey {
 	return &iamv1.AccessKey{
 		Id: k.ID, ServiceAccountId: k.ServiceAccountID, CreatedAt: timestamppb.New(k.CreatedAt),
 		Description: k.Description, KeyId: k.KeyID,
+		LastUsedAt: lastUsedProto(k.LastUsedAt),
 	}
+}
+
+func lastUsedProto(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 // CreateAccessKey makes a static access key for a service account and

@@ -212,6 +212,22 @@ func (s *MemoryStore) DeleteAccessKey(ctx context.Context, id string) error {
 	return nil
 }
 
+// RecordAccessKeyUse implements Store.
+func (s *MemoryStore) RecordAccessKeyUse(ctx context.Context, keyID string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.accessByKeyID[keyID]
+	if !ok {
+		return nil
+	}
+	k := s.accessKeys[id]
+	if at.Sub(k.LastUsedAt) >= LastUsedResolution {
+		k.LastUsedAt = at
+		s.accessKeys[id] = k
+	}
+	return nil
+}
+
 // LookupAccessKey implements interceptors.AccessKeyStore.
 func (s *MemoryStore) LookupAccessKey(ctx context.Context, keyID string) (*interceptors.AccessKey, error) {
 	s.mu.RLock()

@@ -85,6 +85,8 @@ CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
 	value BLOB NOT NULL
 );`,
+	2: `
+ALTER TABLE access_keys ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // dataKeyCheck is sealed into meta on creation, so that opening the
@@ -390,12 +392,15 @@ func (s *SQLiteStore) CreateAccessKey(ctx context.Context, k *AccessKeyRecord) e
 func (s *SQLiteStore) scanAccessKey(withSecret bool) func(scanner) (*AccessKeyRecord, error) {
 	return func(r scanner) (*AccessKeyRecord, error) {
 		var k AccessKeyRecord
-		var created int64
+		var created, lastUsed int64
 		var sealed []byte
-		if err := r.Scan(&k.ID, &k.KeyID, &k.ServiceAccountID, &k.Description, &sealed, &created); err != nil {
+		if err := r.Scan(&k.ID, &k.KeyID, &k.ServiceAccountID, &k.Description, &sealed, &created, &lastUsed); err != nil {
 			return nil, err
 		}
 		k.CreatedAt = fromUnixNano(created)
+		if lastUsed != 0 {
+			k.LastUsedAt = fromUnixNano(lastUsed)
+		}
 		if withSecret {
 			secret, err := s.sealer.open(sealed, accessKeyAAD(k.ID))
 			if err != nil {
@@ -407,7 +412,7 @@ func (s *SQLiteStore) scanAccessKey(withSecret bool) func(scanner) (*AccessKeyRe
 	}
 }
 
-const accessKeyColumns = `id, key_id, service_account_id, description, secret, created_at`
+const accessKeyColumns = `id, key_id, service_account_id, description, secret, created_at, last_used_at`
 
 // GetAccessKey implements Store.
 func (s *SQLiteStore) GetAccessKey(ctx context.Context, id string) (*AccessKeyRecord, error) {
@@ -429,6 +434,17 @@ func (s *SQLiteStore) ListAccessKeys(ctx context.Context, serviceAccountID strin
 // DeleteAccessKey implements Store.
 func (s *SQLiteStore) DeleteAccessKey(ctx context.Context, id string) error {
 	return s.deleteOne(ctx, `DELETE FROM access_keys WHERE id = ?`, "access key", id)
+}
+
+// RecordAccessKeyUse implements Store. The condition in the UPDATE keeps a
+// key in steady use to one write per LastUsedResolution.
+func (s *SQLiteStore) RecordAccessKeyUse(ctx context.Context, keyID string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE access_keys SET last_used_at = ? WHERE key_id = ? AND last_used_at <= ?`,
+		unixNano(at), keyID, unixNano(at.Add(-LastUsedResolution)))
+	if err != nil {
+		return fmt.Errorf("iamserver: record access key use: %w", err)
+	}
+	return nil
 }
 
 // LookupAccessKey implements interceptors.AccessKeyStore.

@@ -358,3 +358,57 @@ func TestSQLiteSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d acknowledged writes survived SIGKILL", len(acked))
 }
+
+// TestSQLiteMigratesAnOlderDatabase opens a database made by a binary that
+// knew only the first migration (simulated by hiding the later ones), and
+// checks that the current binary migrates it and keeps its access keys.
+func TestSQLiteMigratesAnOlderDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "iam.db")
+	key, err := NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := migrations
+	migrations = all[:2]
+	old, err := OpenSQLite(ctx, path, key)
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := old.SchemaVersion(ctx); err != nil || v != 1 {
+		t.Fatalf("old SchemaVersion = %d, %v; want 1", v, err)
+	}
+	if _, err := old.db.ExecContext(ctx, `INSERT INTO service_accounts (id, name, description, created_by, created_at) VALUES ('ajsaaaaaaaaaaaaaaaa1', 'robot', '', 'user-1', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := old.sealer.seal([]byte("secret-1"), accessKeyAAD("ajaaaaaaaaaaaaaaaaa1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.db.ExecContext(ctx, `INSERT INTO access_keys (id, key_id, service_account_id, description, secret, created_at) VALUES ('ajaaaaaaaaaaaaaaaaa1', 'YCAJaaaaaaaaaaaaaaaaaaaa1', 'ajsaaaaaaaaaaaaaaaa1', '', ?, 1)`, sealed); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := OpenSQLite(ctx, path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, err := s.SchemaVersion(ctx); err != nil || v != len(migrations)-1 {
+		t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, len(migrations)-1)
+	}
+	got, err := s.GetAccessKey(ctx, "ajaaaaaaaaaaaaaaaaa1")
+	if err != nil || string(got.Secret) != "secret-1" || !got.LastUsedAt.IsZero() {
+		t.Fatalf("access key after migration = %v (last used %v), %v", got, got.LastUsedAt, err)
+	}
+	if err := s.RecordAccessKeyUse(ctx, "YCAJaaaaaaaaaaaaaaaaaaaa1", t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetAccessKey(ctx, "ajaaaaaaaaaaaaaaaaa1"); !got.LastUsedAt.Equal(t0) {
+		t.Errorf("last used %v, want %v", got.LastUsedAt, t0)
+	}
+}

@@ -55,7 +55,15 @@ type AccessKeyRecord struct {
 	// Secret is the shared secret. It never appears in String or errors.
 	Secret    []byte
 	CreatedAt time.Time
+	// LastUsedAt is when a call signed with the key was last accepted, to
+	// within LastUsedResolution; zero if never.
+	LastUsedAt time.Time
 }
+
+// LastUsedResolution is how precisely stores keep an access key's last use:
+// a key in steady use is written at most once per this interval, not once per
+// call.
+const LastUsedResolution = time.Minute
 
 // String describes the record without its secret.
 func (r *AccessKeyRecord) String() string {
@@ -113,6 +121,11 @@ type Page struct {
 type Store interface {
 	interceptors.AccessKeyStore
 	interceptors.RevocationList
+	// RecordAccessKeyUse sets the LastUsedAt of the access key keyID to at,
+	// if that is at least LastUsedResolution after the stored value; an
+	// unknown key is no error. The interceptors' access-key verifier calls
+	// it after each accepted call.
+	interceptors.AccessKeyUseRecorder
 
 	CreateServiceAccount(ctx context.Context, sa *ServiceAccount) error
 	GetServiceAccount(ctx context.Context, id string) (*ServiceAccount, error)

@@ -42,6 +42,7 @@ func TestStoreConformance(t *testing.T) {
 			t.Run("keys", func(t *testing.T) { testStoreKeys(t, f.open(t)) })
 			t.Run("signing keys", func(t *testing.T) { testStoreSigningKeys(t, f.open(t)) })
 			t.Run("revocations", func(t *testing.T) { testStoreRevocations(t, f.open(t)) })
+			t.Run("access key use", func(t *testing.T) { testStoreAccessKeyUse(t, f.open(t)) })
 		})
 	}
 }
@@ -239,5 +240,55 @@ func testStoreRevocations(t *testing.T, s Store) {
 	}
 	if got, _ := s.IsRevoked(ctx, "jti-2"); !got {
 		t.Errorf("live revocation dropped")
+	}
+}
+
+func testStoreAccessKeyUse(t *testing.T, s Store) {
+	ctx := context.Background()
+	sa := &ServiceAccount{ID: "ajsaaaaaaaaaaaaaaaa1", Name: "robot", CreatedBy: "user-1", CreatedAt: t0}
+	if err := s.CreateServiceAccount(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	ak := &AccessKeyRecord{ID: "ajaaaaaaaaaaaaaaaaa1", KeyID: "YCAJaaaaaaaaaaaaaaaaaaaa1", ServiceAccountID: sa.ID, Secret: []byte("secret-1"), CreatedAt: t0}
+	if err := s.CreateAccessKey(ctx, ak); err != nil {
+		t.Fatal(err)
+	}
+	lastUsed := func() time.Time {
+		t.Helper()
+		got, err := s.GetAccessKey(ctx, ak.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed, err := s.ListAccessKeys(ctx, sa.ID, Page{Limit: 10})
+		if err != nil || len(listed) != 1 {
+			t.Fatalf("ListAccessKeys = %v, %v", listed, err)
+		}
+		if !listed[0].LastUsedAt.Equal(got.LastUsedAt) {
+			t.Errorf("List says last used %v, Get says %v", listed[0].LastUsedAt, got.LastUsedAt)
+		}
+		return got.LastUsedAt
+	}
+	if got := lastUsed(); !got.IsZero() {
+		t.Errorf("new key last used %v, want never", got)
+	}
+	steps := []struct {
+		at   time.Time
+		want time.Time
+	}{
+		{at: t0.Add(time.Second), want: t0.Add(time.Second)},                                           // first use
+		{at: t0.Add(30 * time.Second), want: t0.Add(time.Second)},                                      // within the resolution: not written
+		{at: t0.Add(time.Second + LastUsedResolution), want: t0.Add(time.Second + LastUsedResolution)}, // a resolution later
+		{at: t0, want: t0.Add(time.Second + LastUsedResolution)},                                       // never backwards
+	}
+	for i, st := range steps {
+		if err := s.RecordAccessKeyUse(ctx, ak.KeyID, st.at); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got := lastUsed(); !got.Equal(st.want) {
+			t.Errorf("step %d: last used %v, want %v", i, got, st.want)
+		}
+	}
+	if err := s.RecordAccessKeyUse(ctx, "YCAJunknownunknownunknown", t0); err != nil {
+		t.Errorf("unknown key: %v, want nil", err)
 	}
 }

@@ -242,6 +242,9 @@ func (v *SigV4Verifier) VerifyAccessKey(ctx context.Context, fullMethod, authori
 			return nil, err
 		}
 	}
+	if rec, ok := v.store.(AccessKeyUseRecorder); ok {
+		_ = rec.RecordAccessKeyUse(ctx, key.KeyID, v.now()) // bookkeeping; see AccessKeyUseRecorder
+	}
 	return &Principal{
 		SubjectID:   key.ServiceAccountID,
 		SubjectType: SubjectServiceAccount,

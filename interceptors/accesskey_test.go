@@ -735,3 +735,47 @@ func FuzzVerifyAccessKey(f *testing.F) {
 		}
 	})
 }
+
+// usingStore is an AccessKeyStore that also records uses.
+type usingStore struct {
+	*akStore
+	mu   sync.Mutex
+	uses []string // "keyID@time", guarded by mu
+	err  error
+}
+
+func (s *usingStore) RecordAccessKeyUse(_ context.Context, keyID string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.uses = append(s.uses, keyID+"@"+at.UTC().Format(time.RFC3339))
+	return s.err
+}
+
+func TestAccessKeyUseRecordedOnlyWhenAccepted(t *testing.T) {
+	store := &usingStore{akStore: newAKStore(activeKey())}
+	v := newVerifier(t, store)
+	ctx := context.Background()
+
+	bad := clientSign(t, akKeyID, "not-the-secret-not-the-secret-not-the-s", akPut, akAuthority, akNow)
+	if _, err := v.VerifyAccessKey(ctx, akPut, akAuthority, bad); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("wrong secret: %v, want Unauthenticated", err)
+	}
+	if len(store.uses) != 0 {
+		t.Fatalf("a refused call was recorded as a use: %v", store.uses)
+	}
+
+	good := clientSign(t, akKeyID, akSecret, akPut, akAuthority, akNow)
+	if _, err := v.VerifyAccessKey(ctx, akPut, akAuthority, good); err != nil {
+		t.Fatalf("VerifyAccessKey: %v", err)
+	}
+	if diff := cmp.Diff([]string{akKeyID + "@" + akNow.UTC().Format(time.RFC3339)}, store.uses); diff != "" {
+		t.Errorf("uses (-want +got):\n%s", diff)
+	}
+
+	// A failing recorder does not refuse an authenticated call.
+	store.err = errors.New("disk full")
+	again := clientSign(t, akKeyID, akSecret, akPut, akAuthority, akNow)
+	if _, err := v.VerifyAccessKey(ctx, akPut, akAuthority, again); err != nil {
+		t.Errorf("with a failing recorder: %v, want the call accepted", err)
+	}
+}

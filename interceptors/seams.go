@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 )
@@ -52,6 +53,15 @@ var ErrAccessKeyNotFound = errors.New("interceptors: access key not found")
 // concurrent use.
 type AccessKeyStore interface {
 	LookupAccessKey(ctx context.Context, keyID string) (*AccessKey, error)
+}
+
+// AccessKeyUseRecorder is an optional interface of an AccessKeyStore: the
+// verifier tells it, after accepting a call signed with keyID, when that was,
+// so that the store can keep each key's last use. It runs on the call's path
+// and should be cheap (a store may write at most once a minute per key). Its
+// error is ignored: bookkeeping never refuses an authenticated call.
+type AccessKeyUseRecorder interface {
+	RecordAccessKeyUse(ctx context.Context, keyID string, at time.Time) error
 }
 
 // RevocationList tells whether an IAM token was revoked before its expiry,

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/iamtoken/iamtoken-go/grpcauth"
+	"github.com/iamtoken/iamtoken-go/iamserver"
 	demov1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/demo/v1"
 	iamv1 "github.com/iamtoken/iamtoken-go/proto/iamtoken/iam/v1"
 )
@@ -60,6 +61,11 @@ func TestWalkthroughInProcess(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "code=OK") {
 		t.Errorf("server logged no accepted call:\n%s", logs.String())
+	}
+	// The calls signed with the access key were recorded as its last use.
+	keys, err := s.store.ListAccessKeys(ctx, s.ServiceAccountID, iamserver.Page{Limit: 10})
+	if err != nil || len(keys) != 1 || keys[0].LastUsedAt.IsZero() {
+		t.Errorf("access keys after the walk-through = %v, %v; want one, used", keys, err)
 	}
 	if err := s.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown: %v", err)

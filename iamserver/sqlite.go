@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -35,7 +36,16 @@ import (
 type SQLiteStore struct {
 	db     *sql.DB
 	sealer *sealer
+
+	// lastUse remembers when RecordAccessKeyUse last wrote each key, so that
+	// calls within LastUsedResolution of it cost no statement at all. Only
+	// keys that verified are recorded, so it holds real keys; it is cleared
+	// when it reaches maxLastUse entries (deleted keys would linger).
+	lastUseMu sync.Mutex
+	lastUse   map[string]time.Time // guarded by lastUseMu
 }
+
+const maxLastUse = 1 << 16
 
 var _ Store = (*SQLiteStore)(nil)
 
@@ -439,6 +449,16 @@ func (s *SQLiteStore) DeleteAccessKey(ctx context.Context, id string) error {
 // RecordAccessKeyUse implements Store. The condition in the UPDATE keeps a
 // key in steady use to one write per LastUsedResolution.
 func (s *SQLiteStore) RecordAccessKeyUse(ctx context.Context, keyID string, at time.Time) error {
+	s.lastUseMu.Lock()
+	if prev, ok := s.lastUse[keyID]; ok && at.Sub(prev) < LastUsedResolution {
+		s.lastUseMu.Unlock()
+		return nil
+	}
+	if s.lastUse == nil || len(s.lastUse) >= maxLastUse {
+		s.lastUse = make(map[string]time.Time)
+	}
+	s.lastUse[keyID] = at
+	s.lastUseMu.Unlock()
 	_, err := s.db.ExecContext(ctx, `UPDATE access_keys SET last_used_at = ? WHERE key_id = ? AND last_used_at <= ?`,
 		unixNano(at), keyID, unixNano(at.Add(-LastUsedResolution)))
 	if err != nil {

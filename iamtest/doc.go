@@ -1,5 +1,6 @@
 // Package iamtest provides in-process fakes of the services a client obtains
-// IAM tokens from, for tests: yours and this module's.
+// IAM tokens from, and an in-process issuer, for tests: yours and this
+// module's.
 //
 // # Fakes
 //
@@ -15,6 +16,11 @@
 //     claims iss, aud, iat, exp) and the OAuth tokens it was told about, and
 //     issues opaque tokens with a settable lifetime. NewKeyFile generates an
 //     authorized key file to go with it.
+//   - Issuer is the real issuer (iamserver) over a memory store, served on a
+//     loopback gRPC listener and an httptest server (REST exchange, JWKS).
+//     Its helpers create service accounts with authorized keys and access
+//     keys, and mint tokens for any subject, including expired and oddly
+//     formed ones for negative tests.
 //
 // Every fake is safe for concurrent use, and Close stops all its goroutines.
 // Constructors panic if they cannot listen, as httptest.NewServer does.

@@ -66,6 +66,7 @@ const (
 	msgIAMToAccessKey    = "interceptors: this service accepts access keys only"
 	msgNoVerifier        = "interceptors: access-key authentication is not configured"
 	msgInsecure          = "interceptors: IAM tokens are accepted only on connections with transport security (TLS)"
+	msgInsecureAccessKey = "interceptors: access-key calls are accepted only on connections with transport security (TLS)"
 )
 
 // tokenStatus maps a Validate error to the gRPC status the caller gets: the

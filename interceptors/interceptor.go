@@ -222,6 +222,12 @@ func (s *server) checkAccessKey(ctx context.Context, method string) (*Principal,
 	if s.accessKeys == nil {
 		return nil, status.Error(codes.Unauthenticated, msgNoVerifier)
 	}
+	// The signature does not cover the message (UNSIGNED-PAYLOAD: call
+	// credentials never see it), so only transport security keeps a body
+	// from being changed under a valid signature.
+	if !s.insecureTransport && !transportSecure(ctx) {
+		return nil, status.Error(codes.Unauthenticated, msgInsecureAccessKey)
+	}
 	var authority string
 	if a := md.Get(":authority"); len(a) == 1 {
 		authority = a[0]

@@ -348,6 +348,23 @@ func TestTransportSecurity(t *testing.T) {
 			t.Errorf("token over plaintext = %v, want Unauthenticated %q", err, msgInsecure)
 		}
 	})
+	t.Run("access-key call over plaintext refused by default", func(t *testing.T) {
+		verifier := &fakeVerifier{}
+		srv := startServer(t, nil, nil, keys, withClock(clock.Now), WithAccessKeyVerifier(verifier))
+		_, err := getObject(demov1.NewStorageServiceClient(srv.conn))(withAuth("AWS4-HMAC-SHA256 Credential=YCAJgood/x"))
+		if code, msg := status.Code(err), status.Convert(err).Message(); code != codes.Unauthenticated || msg != msgInsecureAccessKey {
+			t.Errorf("access-key call over plaintext = %v, want Unauthenticated %q", err, msgInsecureAccessKey)
+		}
+		if calls := verifier.recorded(); len(calls) != 0 {
+			t.Errorf("the verifier was asked %d times, want never", len(calls))
+		}
+	})
+	t.Run("access-key call over plaintext with the opt-in", func(t *testing.T) {
+		srv := startServer(t, nil, nil, keys, withClock(clock.Now), WithAccessKeyVerifier(&fakeVerifier{}), WithInsecureTransport())
+		if _, err := getObject(demov1.NewStorageServiceClient(srv.conn))(withAuth("AWS4-HMAC-SHA256 Credential=YCAJgood/x")); err != nil {
+			t.Errorf("access-key call with WithInsecureTransport: %v", err)
+		}
+	})
 	t.Run("TLS accepted", func(t *testing.T) {
 		serverCreds, clientCreds := tlsCreds(t)
 		srv := startServer(t, serverCreds, clientCreds, keys, withClock(clock.Now))

@@ -382,9 +382,10 @@ func WithAuthorizer(authorize func(ctx context.Context, fullMethod string, p *Pr
 	}
 }
 
-// WithInsecureTransport accepts IAM tokens on connections without transport
-// security. By default they are refused, since a token sent in clear is a
-// token given away. Use it only behind a TLS-terminating proxy that forwards
+// WithInsecureTransport accepts IAM tokens and access-key calls on
+// connections without transport security. By default they are refused: a
+// token sent in clear is a token given away, and an access-key signature does
+// not cover the message, which only TLS protects. Use it only behind a TLS-terminating proxy that forwards
 // to the server over a trusted link, or in tests on loopback.
 func WithInsecureTransport() Option {
 	return func(o *options) { o.insecureTransport = true }

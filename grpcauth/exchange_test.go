@@ -231,20 +231,7 @@ func TestExchangeFailures(t *testing.T) {
 				opts := tr.opts(ep)
 				tt.setup(ep, opts)
 				src := newKeySource(t, opts)
-				ctx := context.Background()
-				if tt.ctxTimeout > 0 {
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, tt.ctxTimeout)
-					defer cancel()
-				}
-				tok, err := src.Token(ctx)
-				if err == nil {
-					t.Fatalf("Token = %v, want an error", tok)
-				}
-				var fe *grpcauth.FetchError
-				if !errors.As(err, &fe) {
-					t.Fatalf("error %v is not a FetchError", err)
-				}
+				fe, err := fetchError(t, src, tt.ctxTimeout)
 				if fe.Temporary != tt.wantTemporary {
 					t.Errorf("Temporary = %v, want %v (%v)", fe.Temporary, tt.wantTemporary, err)
 				}
@@ -544,4 +531,25 @@ func TestExchangeConcurrentCallers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fetchError calls src.Token, within timeout when it is set, and answers the
+// FetchError it must fail with.
+func fetchError(t *testing.T, src grpcauth.TokenSource, timeout time.Duration) (*grpcauth.FetchError, error) {
+	t.Helper()
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	tok, err := src.Token(ctx)
+	if err == nil {
+		t.Fatalf("Token = %v, want an error", tok)
+	}
+	var fe *grpcauth.FetchError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %v is not a FetchError", err)
+	}
+	return fe, err
 }

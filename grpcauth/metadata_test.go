@@ -122,19 +122,9 @@ func TestMetadataSourceFailures(t *testing.T) {
 			addr := md.Addr()
 			tt.setup(md)
 			src := newMetadataSource(t, addr)
-			ctx := context.Background()
-			if tt.ctxTimeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tt.ctxTimeout)
-				defer cancel()
-			}
-			tok, err := src.Token(ctx)
-			if err == nil {
-				t.Fatalf("Token = %v, want an error", tok)
-			}
-			var fe *grpcauth.FetchError
-			if !errors.As(err, &fe) || fe.Source != "metadata service" {
-				t.Fatalf("error %#v is not the metadata service's FetchError", err)
+			fe, err := fetchError(t, src, tt.ctxTimeout)
+			if fe.Source != "metadata service" {
+				t.Fatalf("error %v is not the metadata service's", err)
 			}
 			if fe.Temporary != tt.wantTemporary {
 				t.Errorf("Temporary = %v, want %v (%v)", fe.Temporary, tt.wantTemporary, err)
